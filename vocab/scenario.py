@@ -1,0 +1,239 @@
+"""The scenario: one small world that is both simulated and measured.
+
+A scenario names the images (their layers, bottom first), the link between the
+registry and the node, the daemon's settings and what the clients ask for.  It
+is loaded from TOML into frozen dataclasses; every mistake in the file becomes a
+``ScenarioError`` whose text is one line: ``FILE: key.path: problem``.
+
+Units are in the names: MB are 10**6 bytes, Mbit/s are 10**6 bit/s.
+"""
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from vocab.schema import (Field, ScenarioError, at_least_one, check_table,
+                          key_path, non_negative, one_of, positive)
+
+COMMANDS = ("pull", "run", "rmi")
+NAME_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+# Docker's reference grammar, without digests: [host[:port]/]path[:tag]
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_HOST = r"(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?"
+REF_RE = re.compile(rf"^({_HOST}{_COMPONENT}(?:/{_COMPONENT})*)(?::([\w][\w.-]{{0,127}}))?$")
+MB = 1_000_000
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One image layer.  Docker identifies layers by content; here by name, so a
+    name used in two images is one shared layer, stored and pulled once."""
+
+    name: str
+    size_mb: float          # uncompressed (what extraction writes)
+    compression: float      # uncompressed / gzip size; 1.0 = random data
+
+    @property
+    def size_bytes(self) -> int:
+        return round(self.size_mb * MB)
+
+    @property
+    def compressed_bytes(self) -> int:
+        """Bytes on the wire: what `docker pull` downloads for this layer."""
+        return round(self.size_mb * MB / self.compression)
+
+
+@dataclass(frozen=True)
+class Image:
+    ref: str                  # normalised: always carries a tag
+    layers: tuple[Layer, ...]  # bottom first, as in an image manifest
+
+    @property
+    def repository(self) -> str:
+        return self.ref.rsplit(":", 1)[0]
+
+    @property
+    def tag(self) -> str:
+        return self.ref.rsplit(":", 1)[1]
+
+
+@dataclass(frozen=True)
+class Network:
+    """The link between the registry and the node."""
+
+    bandwidth_mbps: float | None  # None: no limit
+    rtt_ms: float
+
+
+@dataclass(frozen=True)
+class Daemon:
+    max_concurrent_downloads: int  # dockerd's default is 3
+
+
+@dataclass(frozen=True)
+class Step:
+    """`clients` clients issue `command` at `at_s`, each `repeat` times in a row."""
+
+    at_s: float
+    command: str
+    image: str
+    clients: int
+    repeat: int
+    run_s: float  # the container runs `sleep run_s`; 0 means `true`
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    seed: int
+    replications: int
+    network: Network
+    daemon: Daemon
+    images: tuple[Image, ...]
+    steps: tuple[Step, ...]
+    source: str = ""  # the file it came from, for messages
+
+    def image(self, ref: str) -> Image:
+        for image in self.images:
+            if image.ref == ref:
+                return image
+        raise KeyError(ref)
+
+    def layers(self) -> dict[str, Layer]:
+        """Every distinct layer by name."""
+        return {layer.name: layer for image in self.images for layer in image.layers}
+
+    def with_seed(self, seed: int) -> "Scenario":
+        return replace(self, seed=seed)
+
+
+def normalise_ref(ref: str) -> str | None:
+    """Return ref with an explicit tag (Docker's default is `latest`), or None."""
+    match = REF_RE.match(ref)
+    if not match:
+        return None
+    return f"{match.group(1)}:{match.group(2) or 'latest'}"
+
+
+def _check_name(value: str) -> str | None:
+    if NAME_RE.match(value):
+        return None
+    return f"{value!r} must be lowercase letters, digits and dashes"
+
+
+def _check_ref(value: str) -> str | None:
+    if normalise_ref(value):
+        return None
+    return f"{value!r} is not an image reference like 'lecture/hello:1'"
+
+
+_SCENARIO = {
+    "name": Field(str, check=_check_name),
+    "description": Field(str, ""),
+    "seed": Field(int, 0, non_negative),
+    "replications": Field(int, 1, at_least_one),
+}
+_NETWORK = {"bandwidth_mbps": Field(float, None, positive),
+            "rtt_ms": Field(float, 0.0, non_negative)}
+_DAEMON = {"max_concurrent_downloads": Field(int, 3, at_least_one)}
+_IMAGE = {"ref": Field(str, check=_check_ref), "layers": Field(list)}
+_LAYER = {"name": Field(str, check=_check_name),
+          "size_mb": Field(float, check=positive),
+          "compression": Field(float, 1.0,
+                               lambda v: None if v >= 1.0 else f"must be at least 1.0, not {v}")}
+_STEP = {"at_s": Field(float, 0.0, non_negative),
+         "command": Field(str, check=one_of(*COMMANDS)),
+         "image": Field(str, check=_check_ref),
+         "clients": Field(int, 1, at_least_one),
+         "repeat": Field(int, 1, at_least_one),
+         "run_s": Field(float, 0.0, non_negative)}
+_TOP = {"scenario": Field(dict), "network": Field(dict, {}), "daemon": Field(dict, {}),
+        "image": Field(list), "step": Field(list)}
+
+
+class _Loader:
+    """Turns one parsed TOML document into a Scenario, naming the file in errors."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, path: str, problem: str) -> ScenarioError:
+        return ScenarioError(f"{self.source}: {path}: {problem}")
+
+    def table(self, raw: Any, schema: dict, where: str) -> dict:
+        return check_table(raw, schema, where, self.fail)
+
+    def array(self, raw: list, where: str) -> list:
+        if not raw:
+            raise self.fail(where, "needs at least one entry")
+        return raw
+
+    def layers(self, raw: list, where: str, seen: dict[str, Layer]) -> tuple[Layer, ...]:
+        layers = []
+        for i, entry in enumerate(self.array(raw, where)):
+            layer = Layer(**self.table(entry, _LAYER, key_path(where, i)))
+            if layer.name in (other.name for other in layers):
+                raise self.fail(key_path(where, i), f"layer {layer.name!r} appears twice in one image")
+            if seen.setdefault(layer.name, layer) != layer:
+                raise self.fail(key_path(where, i), f"layer {layer.name!r} is declared elsewhere "
+                                "with another size or compression (one name, one layer)")
+            layers.append(layer)
+        return tuple(layers)
+
+    def images(self, raw: list) -> tuple[Image, ...]:
+        images: list[Image] = []
+        seen: dict[str, Layer] = {}
+        for i, entry in enumerate(self.array(raw, "image")):
+            where = key_path("image", i)
+            values = self.table(entry, _IMAGE, where)
+            ref = normalise_ref(values["ref"])
+            if any(image.ref == ref for image in images):
+                raise self.fail(key_path(where, "ref"), f"image {ref!r} is declared twice")
+            images.append(Image(ref, self.layers(values["layers"], key_path(where, "layers"), seen)))
+        return tuple(images)
+
+    def steps(self, raw: list, images: tuple[Image, ...]) -> tuple[Step, ...]:
+        known = {image.ref for image in images}
+        steps = []
+        for i, entry in enumerate(self.array(raw, "step")):
+            values = self.table(entry, _STEP, key_path("step", i))
+            values["image"] = normalise_ref(values["image"])
+            if values["image"] not in known:
+                raise self.fail(key_path(key_path("step", i), "image"),
+                                f"unknown image {values['image']!r} (declared: {', '.join(sorted(known))})")
+            steps.append(Step(**values))
+        return tuple(steps)
+
+    def scenario(self, doc: dict) -> Scenario:
+        top = self.table(doc, _TOP, "")
+        head = self.table(top["scenario"], _SCENARIO, "scenario")
+        network = Network(**self.table(top["network"], _NETWORK, "network"))
+        daemon = Daemon(**self.table(top["daemon"], _DAEMON, "daemon"))
+        images = self.images(top["image"])
+        return Scenario(**head, network=network, daemon=daemon, images=images,
+                        steps=self.steps(top["step"], images), source=self.source)
+
+
+def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
+    """Parse scenario TOML text; `source` names it in error messages."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{source}: not valid TOML: {exc}") from None
+    return _Loader(source).scenario(doc)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: no such scenario file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{path}: cannot read: {exc}") from None
+    return parse_scenario(text, str(path))

@@ -1,0 +1,173 @@
+"""The trace: one row per phase occurrence, the same for the model and the engine.
+
+Simulated and measured runs write the same columns, so comparing them is a join
+on (replication, request, phase, layer).  Phase names follow what happens inside
+Docker when a client sends one command:
+
+request   one CLI command, from send to answer (seen by the client)
+resolve   `/v2/` probe, manifest and image config fetched from the registry
+download  one layer blob over HTTP, its sha256 checked while it streams
+extract   one layer gunzipped and untarred, strictly bottom to top
+pull      the whole image pull inside the daemon
+create    the container's rootfs snapshot (overlay) and its record
+start     namespaces, mounts, pivot_root, until the process has exec'd
+run       the container's process runs until it exits
+remove    unmount, delete the writable layer, forget the container
+"""
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from dataclasses import astuple, dataclass, fields
+from pathlib import Path
+from typing import Iterable
+
+PHASES = ("request", "resolve", "download", "extract", "pull",
+          "create", "start", "run", "remove")
+SOURCES = ("sim", "real")
+ENGINES = ("model", "launcher", "docker")
+METRICS = ("pull_s", "startup_s", "total_s")
+
+
+@dataclass(frozen=True)
+class PhaseRow:
+    """One phase of one request; times in seconds from the scenario's start."""
+
+    source: str
+    engine: str
+    replication: int
+    node: str
+    client: int
+    request: str
+    command: str
+    image: str
+    phase: str
+    layer: str
+    start_s: float
+    end_s: float
+    bytes: int | None
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+COLUMNS = tuple(f.name for f in fields(PhaseRow))
+
+
+def request_id(step: int, client: int, repeat: int) -> str:
+    """The request's name in a trace: step, client and repeat, 0-based."""
+    return f"s{step}-c{client}-r{repeat}"
+
+
+def parse_request_id(request: str) -> tuple[int, int, int]:
+    step, client, repeat = request.split("-")
+    return int(step[1:]), int(client[1:]), int(repeat[1:])
+
+
+def _sort_key(row: PhaseRow) -> tuple:
+    return (row.replication, parse_request_id(row.request), row.start_s,
+            PHASES.index(row.phase), row.layer)
+
+
+def sort_rows(rows: Iterable[PhaseRow]) -> list[PhaseRow]:
+    """The canonical order: replication, request, start time, phase, layer."""
+    return sorted(rows, key=_sort_key)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6f}"  # microseconds: fixed text, so traces compare byte for byte
+    return str(value)
+
+
+def format_csv(rows: Iterable[PhaseRow]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for row in sort_rows(rows):
+        writer.writerow([_cell(v) for v in astuple(row)])
+    return out.getvalue()
+
+
+def write_csv(rows: Iterable[PhaseRow], path: str | Path) -> None:
+    Path(path).write_text(format_csv(rows), encoding="utf-8")
+
+
+def read_csv(path: str | Path) -> list[PhaseRow]:
+    """Read a trace written by write_csv; the header must be exactly COLUMNS."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = tuple(next(reader, ()))
+        if header != COLUMNS:
+            raise ValueError(f"{path}: not a docksim trace (header {header!r})")
+        rows = []
+        for cells in reader:
+            values = dict(zip(COLUMNS, cells))
+            rows.append(PhaseRow(
+                source=values["source"], engine=values["engine"],
+                replication=int(values["replication"]), node=values["node"],
+                client=int(values["client"]), request=values["request"],
+                command=values["command"], image=values["image"],
+                phase=values["phase"], layer=values["layer"],
+                start_s=float(values["start_s"]), end_s=float(values["end_s"]),
+                bytes=int(values["bytes"]) if values["bytes"] else None))
+        return rows
+
+
+def request_metrics(rows: Iterable[PhaseRow]) -> dict[tuple[int, str], dict]:
+    """Per (replication, request): command, image and the three metrics.
+
+    pull_s    the daemon's pull phase (0 when the image was cached)
+    startup_s request sent -> the container's process has exec'd (run only)
+    total_s   the whole request as the client saw it
+    """
+    out: dict[tuple[int, str], dict] = {}
+    for row in rows:
+        entry = out.setdefault((row.replication, row.request), {
+            "command": row.command, "image": row.image,
+            "pull_s": 0.0, "startup_s": None, "total_s": None, "_sent": None, "_exec": None})
+        if row.phase == "request":
+            entry["total_s"] = row.duration_s
+            entry["_sent"] = row.start_s
+        elif row.phase == "pull":
+            entry["pull_s"] += row.duration_s
+        elif row.phase == "start":
+            entry["_exec"] = row.end_s
+    for entry in out.values():
+        if entry["command"] == "rmi":
+            entry["pull_s"] = None
+        if entry["command"] == "run" and entry["_exec"] is not None:
+            entry["startup_s"] = entry["_exec"] - entry["_sent"]
+        del entry["_sent"], entry["_exec"]
+    return out
+
+
+def _median(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 6) if values else None
+
+
+def summarize(rows: list[PhaseRow], scenario: str, source: str, engine: str,
+              replications: int, meta: dict | None = None) -> dict:
+    """The summary.json document: per request, the median of each metric over replications."""
+    per_request: dict[str, list[dict]] = {}
+    for (_, request), entry in sorted(request_metrics(rows).items()):
+        per_request.setdefault(request, []).append(entry)
+    requests = []
+    for request in sorted(per_request, key=parse_request_id):
+        entries = per_request[request]
+        step, client, repeat = parse_request_id(request)
+        item = {"step": step, "client": client, "repeat": repeat,
+                "command": entries[0]["command"], "image": entries[0]["image"]}
+        for metric in METRICS:
+            item[metric] = _median([e[metric] for e in entries])
+        requests.append(item)
+    doc = {"scenario": scenario, "source": source, "engine": engine,
+           "replications": replications, "requests": requests}
+    if meta:
+        doc["meta"] = meta
+    return doc
