@@ -1,0 +1,1 @@
+"""Plays scenarios for real: builds images, starts the registry and daemons, drives clients."""

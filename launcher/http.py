@@ -1,0 +1,224 @@
+"""HTTP/1.1 over a unix socket, the way dockerd serves its Engine API.
+
+dockerd listens on /var/run/docker.sock and answers plain HTTP/1.1; clients
+(the docker CLI, the Docker SDK) keep connections alive, and some answers are
+streams (pull progress, logs) that end when the connection closes.  This module
+is the transport only: routing by method and path pattern, JSON answers with
+Docker's error body `{"message": "..."}`, and a version prefix (`/v1.41/...`)
+that is accepted and stripped.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import socket
+import socketserver
+import stat
+import time
+from http.server import BaseHTTPRequestHandler
+from typing import Any, Callable
+from urllib.parse import parse_qs, unquote, urlsplit
+
+log = logging.getLogger("docksim.daemon")
+VERSION_PREFIX = re.compile(r"^/v\d+\.\d+(?=/)")
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+class ApiError(Exception):
+    """An answer other than success: status code and Docker's error message."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Request:
+    """What a route handler sees: method, path parameters, query, JSON body."""
+
+    def __init__(self, handler: "ApiHandler", params: dict[str, str], query: dict[str, list[str]]):
+        self.handler = handler
+        self.params = params
+        self.query = query
+        self.request_tag = handler.headers.get("X-Docksim-Request", "")
+
+    def arg(self, name: str, default: str = "") -> str:
+        return self.query.get(name, [default])[-1]
+
+    def flag(self, name: str) -> bool:
+        return self.arg(name, "0").lower() in ("1", "true", "yes")
+
+    def json(self) -> dict:
+        length = int(self.handler.headers.get("Content-Length") or 0)
+        if length > MAX_BODY_BYTES:
+            raise ApiError(413, f"request body of {length} bytes is over the limit")
+        raw = self.handler.rfile.read(length) if length else b""
+        if not raw.strip():
+            return {}
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise ApiError(400, f"malformed JSON body: {exc}") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "the JSON body must be an object")
+        return body
+
+    def start_stream(self, content_type: str) -> "Stream":
+        """Begin a streamed answer; it ends when the connection closes (like dockerd)."""
+        h = self.handler
+        h.close_connection = True
+        h.send_response(200)
+        h.send_header("Content-Type", content_type)
+        h.send_header("Connection", "close")
+        h.end_headers()
+        h.wfile.flush()
+        h.streamed = True
+        return Stream(h.wfile)
+
+
+class Stream:
+    """A body written piece by piece; a client that went away stops the writes."""
+
+    def __init__(self, wfile):
+        self.wfile = wfile
+        self.broken = False
+
+    def write(self, data: bytes) -> None:
+        if self.broken:
+            return
+        try:
+            self.wfile.write(data)
+            self.wfile.flush()
+        except OSError:
+            self.broken = True
+
+    def json(self, message: dict) -> None:
+        self.write(json.dumps(message).encode() + b"\r\n")
+
+
+Handler = Callable[[Request], Any]
+
+
+class Router:
+    """Routes (method, path pattern) to handlers; `{name}` matches one segment,
+    `{name*}` matches segments with slashes (image names contain them)."""
+
+    def __init__(self):
+        self.routes: list[tuple[str, re.Pattern, Handler]] = []
+
+    def add(self, method: str, pattern: str, handler: Handler) -> None:
+        regex = re.sub(r"\{(\w+)\*\}", r"(?P<\1>.+?)", pattern)
+        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", regex)
+        self.routes.append((method, re.compile(f"^{regex}$"), handler))
+
+    def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
+        methods = {"HEAD": ("HEAD", "GET")}.get(method, (method,))
+        for route_method, regex, handler in self.routes:
+            found = regex.match(path)
+            if found and route_method in methods:
+                return handler, {k: unquote(v) for k, v in found.groupdict().items()}
+        raise ApiError(404, f"page not found: {method} {path}")
+
+
+class ApiHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "docksim"
+    router: Router  # set on the subclass made by serve()
+
+    def address_string(self) -> str:
+        return "unix"
+
+    def log_message(self, fmt: str, *args) -> None:  # one line per request, through logging
+        log.debug("%s " + fmt, self.address_string(), *args)
+
+    def _dispatch(self) -> None:
+        began = time.monotonic()
+        self.streamed = False
+        parts = urlsplit(self.path)
+        path = VERSION_PREFIX.sub("", parts.path)
+        status = 200
+        try:
+            handler, params = self.router.match(self.command, path)
+            result = handler(Request(self, params, parse_qs(parts.query)))
+            if not self.streamed:
+                status = self._answer(result)
+        except ApiError as exc:
+            status = exc.status
+            self._send_json(exc.status, {"message": exc.message})
+        except (BrokenPipeError, ConnectionResetError):
+            status = 499
+        except Exception as exc:  # a bug must not kill the daemon: answer 500 and log it
+            log.exception("internal error on %s %s", self.command, self.path)
+            status = 500
+            if not self.streamed:
+                self._send_json(500, {"message": f"internal error: {exc}"})
+        log.info("%s %s %s %.1f ms", self.command, parts.path, status,
+                 1000 * (time.monotonic() - began))
+
+    def _answer(self, result: Any) -> int:
+        if result is None:
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return 204
+        if isinstance(result, tuple):
+            status, body = result
+        else:
+            status, body = 200, result
+        if isinstance(body, str):
+            self._send(status, body.encode(), "text/plain; charset=utf-8")
+        else:
+            self._send_json(status, body)
+        return status
+
+    def _send_json(self, status: int, body: Any) -> None:
+        self._send(status, json.dumps(body).encode(), "application/json")
+
+    def _send(self, status: int, data: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Api-Version", "1.41")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_POST = do_DELETE = do_PUT = do_HEAD = _dispatch
+
+
+class UnixApiServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    allow_reuse_address = False
+
+    def server_bind(self) -> None:
+        socketserver.UnixStreamServer.server_bind(self)
+        os.chmod(self.server_address, 0o660)  # like docker.sock: owner and group only
+
+
+def socket_in_use(path: str) -> bool:
+    """True when something answers on path (a live daemon); a stale file is not in use."""
+    try:
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            return True
+    except FileNotFoundError:
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def make_server(socket_path: str, router: Router) -> UnixApiServer:
+    """Bind the API socket; raises OSError with a clear text when it is taken."""
+    if socket_in_use(socket_path):
+        raise OSError(f"{socket_path} is in use (another daemon is listening there)")
+    if os.path.exists(socket_path):
+        os.unlink(socket_path)  # a stale socket left by a killed daemon
+    handler = type("Handler", (ApiHandler,), {"router": router})
+    return UnixApiServer(socket_path, handler)

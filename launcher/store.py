@@ -1,0 +1,393 @@
+"""The daemon's content store: blobs, unpacked layers, image records, container dirs.
+
+It mirrors how dockerd (with containerd's content store and the overlay2 snapshotter)
+lays out ``/var/lib/docker``:
+
+    root/blobs/sha256/<hex>          verified blobs (manifests, configs, layer tarballs),
+                                     like containerd's ``content/blobs/sha256``
+    root/layers/sha256/<hex>/diff    one unpacked layer per diff_id, later one overlay
+                                     lowerdir (overlay2's ``<id>/diff``)
+    root/layers/sha256/<hex>/meta.json
+    root/images/<hex>.json           one record per image id (Docker's imagedb)
+    root/images/refs.json            ref -> image id (Docker's repositories.json)
+    root/containers/<id>/            per-container state (upper/work/rootfs)
+    root/tmp/                        everything in flight; emptied when a Store opens,
+                                     like dockerd's ``tmp`` at start-up
+
+Anything reaches its final name only by an atomic ``rename`` from ``root/tmp``, so a
+crash never leaves a half-written blob, layer or record under its final name.  All
+public methods are safe to call from several threads.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+import zlib
+from pathlib import Path
+from typing import BinaryIO
+
+from launcher import linux
+from launcher.unpack import LayerError, unpack_layer
+
+log = logging.getLogger(__name__)
+
+_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
+_HEX_PREFIX_RE = re.compile(r"(?:sha256:)?([0-9a-f]{12,64})")
+_CONTAINER_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_READ_CHUNK_BYTES = 1 << 20
+
+
+def _hex(digest: str) -> str:
+    """The hex part of a ``sha256:<64 hex>`` digest; anything else is refused, since
+    digests arrive from the network and become file names."""
+    if not isinstance(digest, str) or not _DIGEST_RE.fullmatch(digest):
+        raise ValueError(f"invalid digest {digest!r}")
+    return digest[len("sha256:"):]
+
+
+def normalize_ref(ref: str) -> str:
+    """Add ``:latest`` to a ref without tag or digest, as the docker CLI does."""
+    last = ref.rsplit("/", 1)[-1]
+    if "@" in ref or ":" in last:
+        return ref
+    return ref + ":latest"
+
+
+def _is_gzip(media_type: str) -> bool:
+    if media_type.endswith(("tar+gzip", "tar.gzip")):
+        return True
+    if media_type.endswith("tar"):
+        return False
+    raise ValueError(f"unsupported layer media type {media_type!r}")
+
+
+class _HashingReader:
+    """Wraps a stream; sha256 of every byte read through it (the diff_id check)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.sha256 = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.sha256.update(data)
+        return data
+
+    def drain(self) -> None:
+        # tarfile stops at the end-of-archive blocks; the diff_id covers the padding
+        while self.read(_READ_CHUNK_BYTES):
+            pass
+
+
+class Store:
+    """Content store rooted at ``root``; see the module docstring for the layout.
+
+    ``durable=True`` fsyncs blobs, layers and records before renaming them into place
+    (containerd does this on commit); off by default, because renames are already
+    atomic against a daemon crash and fsync costs milliseconds per file.
+    """
+
+    def __init__(self, root: Path, durable: bool = False) -> None:
+        self.root = Path(root).resolve()
+        self.durable = durable
+        self._tmp = self.root / "tmp"
+        self._blobs = self.root / "blobs" / "sha256"
+        self._layers = self.root / "layers" / "sha256"
+        self._images = self.root / "images"
+        self._containers = self.root / "containers"
+        shutil.rmtree(self._tmp, ignore_errors=True)  # leftovers of a crashed daemon
+        for d in (self._tmp, self._blobs, self._layers, self._images, self._containers):
+            d.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()  # image records and the key-lock table
+        self._key_locks: dict[str, threading.Lock] = {}
+
+    def _key_lock(self, key: str) -> threading.Lock:
+        with self._lock:
+            return self._key_locks.setdefault(key, threading.Lock())
+
+    # -- temp files and atomic writes -------------------------------------------
+
+    def new_temp(self) -> Path:
+        """A new, empty, uniquely named file inside ``root/tmp``."""
+        fd, name = tempfile.mkstemp(dir=self._tmp, prefix="blob-")
+        os.close(fd)
+        return Path(name)
+
+    def _fsync_path(self, path: Path) -> None:
+        if self.durable:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def _write_json(self, final: Path, data: object) -> None:
+        fd, name = tempfile.mkstemp(dir=self._tmp, prefix="json-")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=1, sort_keys=True)
+                if self.durable:
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.replace(name, final)
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
+
+    # -- blobs ---------------------------------------------------------------------
+
+    def blob_path(self, digest: str) -> Path:
+        """Where the blob with this digest lives (whether or not it is there yet)."""
+        return self._blobs / _hex(digest)
+
+    def has_blob(self, digest: str) -> bool:
+        """True if a committed blob with this digest is in the store."""
+        return self.blob_path(digest).is_file()
+
+    def commit_blob(self, temp: Path, digest: str) -> Path:
+        """Atomically move a verified temp file (from ``new_temp``) to its blob path.
+
+        The caller has checked the digest while streaming, as containerd's content
+        writer does before ``Commit``.  Returns the blob path.
+        """
+        temp = Path(temp).resolve()
+        if temp.parent != self._tmp:
+            raise ValueError(f"{temp} is not a temp file of this store")
+        final = self.blob_path(digest)
+        self._fsync_path(temp)
+        os.replace(temp, final)
+        return final
+
+    # -- layers --------------------------------------------------------------------
+
+    def _layer_home(self, diff_id: str) -> Path:
+        return self._layers / _hex(diff_id)
+
+    def layer_dir(self, diff_id: str) -> Path:
+        """The unpacked layer's directory, usable as one overlay lowerdir."""
+        return self._layer_home(diff_id) / "diff"
+
+    def has_layer(self, diff_id: str) -> bool:
+        """True if the layer was registered (it appears only by an atomic rename)."""
+        return self._layer_home(diff_id).is_dir()
+
+    def layer_size(self, diff_id: str) -> int:
+        """Bytes of regular files in a registered layer."""
+        meta = json.loads((self._layer_home(diff_id) / "meta.json").read_text())
+        return int(meta["size"])
+
+    def register_layer(self, blob_path: Path, diff_id: str, media_type: str) -> int:
+        """Unpack a layer blob into the store, checking its diff_id; returns its bytes.
+
+        Mirrors Docker's layer store ``Register``: decompress, hash the uncompressed
+        tar (its sha256 must equal ``diff_id``, the config's ``rootfs.diff_ids``
+        entry) while unpacking it, then move it into place.  A layer already there is
+        not unpacked again ("Already exists").  On any failure nothing stays in the
+        store and ``LayerError`` names the layer and the cause.
+        """
+        home = self._layer_home(diff_id)  # validates diff_id before anything else
+        with self._key_lock("layer:" + diff_id):
+            if home.is_dir():
+                return self.layer_size(diff_id)
+            work = Path(tempfile.mkdtemp(dir=self._tmp, prefix="layer-"))
+            try:
+                size = self._unpack_verified(Path(blob_path), diff_id, media_type, work)
+                self._write_json(work / "meta.json",
+                                 {"diff_id": diff_id, "size": size,
+                                  "media_type": media_type})
+                os.rename(work, home)
+            except LayerError:
+                shutil.rmtree(work, ignore_errors=True)
+                raise
+            except Exception as exc:  # e.g. ENOSPC, a missing blob, a bad media type
+                shutil.rmtree(work, ignore_errors=True)
+                raise LayerError(f"layer {diff_id}: {exc}") from exc
+            except BaseException:
+                shutil.rmtree(work, ignore_errors=True)
+                raise
+        log.debug("registered layer %s (%d bytes)", diff_id, size)
+        return size
+
+    def _unpack_verified(self, blob: Path, diff_id: str, media_type: str,
+                         work: Path) -> int:
+        diff = work / "diff"
+        diff.mkdir(mode=0o755)
+        with open(blob, "rb") as raw:
+            stream: BinaryIO = gzip.GzipFile(fileobj=raw) if _is_gzip(media_type) else raw
+            hashing = _HashingReader(stream)
+            try:
+                size = unpack_layer(hashing, diff)
+                hashing.drain()
+            except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # truncated/corrupt
+                raise LayerError(f"layer {diff_id}: broken compressed data: {exc}") \
+                    from exc
+            except LayerError as exc:
+                raise LayerError(f"layer {diff_id}: {exc}") from exc
+        actual = "sha256:" + hashing.sha256.hexdigest()
+        if actual != diff_id:
+            raise LayerError(f"layer {diff_id}: uncompressed content has digest "
+                             f"{actual}")
+        if self.durable:
+            os.sync()  # one call instead of an fsync per unpacked file
+        return size
+
+    def remove_layer(self, diff_id: str) -> bool:
+        """Delete a registered layer unless a mounted overlay still uses it."""
+        home = self._layer_home(diff_id)
+        with self._key_lock("layer:" + diff_id):
+            if not home.is_dir() or self._layer_in_use(self.layer_dir(diff_id)):
+                return False
+            doomed = Path(tempfile.mkdtemp(dir=self._tmp, prefix="rm-"))
+            os.rename(home, doomed / "layer")  # vanish atomically, then delete
+            shutil.rmtree(doomed, ignore_errors=True)
+        return True
+
+    @staticmethod
+    def _layer_in_use(diff: Path) -> bool:
+        needle = os.fspath(diff)
+        for _, fstype, opts in linux.mount_table():
+            if fstype == "overlay" and any(
+                    o.startswith("lowerdir=") and needle in o[9:].split(":")
+                    for o in opts.split(",")):
+                return True
+        return False
+
+    # -- images --------------------------------------------------------------------
+
+    def _refs(self) -> dict[str, str]:
+        try:
+            return json.loads((self._images / "refs.json").read_text())
+        except FileNotFoundError:
+            return {}
+
+    def _record(self, image_id: str) -> dict | None:
+        try:
+            return json.loads((self._images / f"{_hex(image_id)}.json").read_text())
+        except FileNotFoundError:
+            return None
+
+    def _with_tags(self, record: dict, refs: dict[str, str],
+                   matched_ref: str | None = None) -> dict:
+        """Fill in ``repo_tags`` and make ``ref`` a tag that names this image now
+        (the one asked for, if any), or the id when the image is dangling."""
+        tags = sorted(r for r, i in refs.items() if i == record["id"])
+        record["repo_tags"] = tags
+        if matched_ref is not None:
+            record["ref"] = matched_ref
+        elif record.get("ref") not in tags:
+            record["ref"] = tags[0] if tags else record["id"]
+        return record
+
+    def put_image(self, ref: str, record: dict) -> None:
+        """Store an image record (keyed by ``record['id']``) and tag it ``ref``.
+
+        Like ``docker pull``/``tag``: a ref moves to the new id; the old image
+        keeps its record (a dangling image) until removed.
+        """
+        missing = {"id", "config", "manifest_digest", "diff_ids", "size"} - set(record)
+        if missing:
+            raise ValueError(f"image record lacks {sorted(missing)}")
+        image_id = record["id"]
+        _hex(image_id)
+        with self._lock:
+            stored = {k: v for k, v in record.items() if k != "repo_tags"}
+            self._write_json(self._images / f"{_hex(image_id)}.json", stored)
+            refs = self._refs()
+            refs[normalize_ref(ref)] = image_id
+            self._write_json(self._images / "refs.json", refs)
+
+    def _resolve(self, name_or_id: str, refs: dict[str, str]) -> str | None:
+        ref = normalize_ref(name_or_id)
+        if ref in refs:
+            return refs[ref]
+        match = _HEX_PREFIX_RE.fullmatch(name_or_id)
+        if not match:
+            return None
+        prefix = match.group(1)
+        ids = [p.stem for p in self._images.glob(f"{prefix}*.json")
+               if len(p.stem) == 64]
+        return "sha256:" + ids[0] if len(ids) == 1 else None  # ambiguous: not found
+
+    def get_image(self, name_or_id: str) -> dict | None:
+        """The record for a ref (``lecture/hello:1``), a full id or an id prefix
+        of at least 12 hex digits, with ``repo_tags`` filled in; None if unknown."""
+        with self._lock:
+            refs = self._refs()
+            image_id = self._resolve(name_or_id, refs)
+            record = self._record(image_id) if image_id else None
+            if record is None:
+                return None
+            ref = normalize_ref(name_or_id)
+            return self._with_tags(record, refs, ref if ref in refs else None)
+
+    def list_images(self) -> list[dict]:
+        """Every image record (one per id, tagged or dangling), sorted by id."""
+        with self._lock:
+            refs = self._refs()
+            records = [json.loads(p.read_text()) for p in self._images.glob("*.json")
+                       if p.name != "refs.json"]
+            return sorted((self._with_tags(r, refs) for r in records),
+                          key=lambda r: r["id"])
+
+    def remove_image(self, ref: str) -> dict:
+        """Untag ``ref`` (or, given an id, all its tags), like ``docker rmi``.
+
+        When no tag points at the image any more its record is deleted, and so are
+        its layers that no other image lists and no mounted overlay uses.  Returns
+        the record plus ``untagged`` (refs removed), ``deleted`` (bool) and
+        ``removed_layers`` (diff_ids).  Raises ``KeyError`` for an unknown image.
+        """
+        with self._lock:
+            refs = self._refs()
+            image_id = self._resolve(ref, refs)
+            record = self._record(image_id) if image_id else None
+            if record is None:
+                raise KeyError(ref)
+            if normalize_ref(ref) in refs:
+                untagged = [normalize_ref(ref)]
+            else:
+                untagged = sorted(r for r, i in refs.items() if i == image_id)
+            for r in untagged:
+                del refs[r]
+            self._write_json(self._images / "refs.json", refs)
+            deleted = image_id not in refs.values()
+            orphans: list[str] = []
+            if deleted:
+                (self._images / f"{_hex(image_id)}.json").unlink()
+                still_used = {d for p in self._images.glob("*.json")
+                              if p.name != "refs.json"
+                              for d in json.loads(p.read_text())["diff_ids"]}
+                orphans = [d for d in record["diff_ids"] if d not in still_used]
+        removed = [d for d in dict.fromkeys(orphans) if self.remove_layer(d)]
+        record.update(untagged=untagged, deleted=deleted, removed_layers=removed,
+                      repo_tags=sorted(r for r, i in refs.items() if i == image_id))
+        return record
+
+    # -- containers ----------------------------------------------------------------
+
+    def container_dir(self, container_id: str) -> Path:
+        """``root/containers/<id>/``, created if needed."""
+        if not _CONTAINER_ID_RE.fullmatch(container_id):
+            raise ValueError(f"invalid container id {container_id!r}")
+        path = self._containers / container_id
+        path.mkdir(exist_ok=True)
+        return path
+
+    def remove_container_dir(self, container_id: str) -> None:
+        """Delete a container's directory; refused while anything is mounted in it
+        (deleting through a mounted rootfs would delete image content)."""
+        if not _CONTAINER_ID_RE.fullmatch(container_id):
+            raise ValueError(f"invalid container id {container_id!r}")
+        path = self._containers / container_id
+        busy = linux.mounts_under(path)
+        if busy:
+            raise OSError(16, f"container dir still has mounts: {busy}")
+        if path.exists():
+            shutil.rmtree(path)

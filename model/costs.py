@@ -1,0 +1,112 @@
+"""The engine's fixed costs and rates: every number the model assumes, in one place.
+
+The model predicts time from two kinds of input: the scenario (sizes, link,
+settings: what the user chose) and these costs (how fast a particular Docker
+installation is: what the machine is).  The defaults below are first guesses
+for a small Linux VM talking to dockerd over its unix socket; calibration
+against the real engine replaces them, so nothing else in ``model/`` may hold
+a timing constant.
+
+Units are in the names: ``_s`` seconds, ``_Bps`` bytes per second.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Fixed costs (seconds) and rates (bytes per second) of one Docker installation."""
+
+    # One HTTP round trip between the SDK client and the daemon on its unix
+    # socket (request out, answer back), not counting the daemon's work.
+    api_call_s: float = 0.0015
+    # The registry's own time to answer one request, on top of the link's RTT
+    # (handler, disk lookup); paid by every /v2/, manifest, config and blob GET.
+    registry_request_s: float = 0.0008
+    # The rate of a link without a bandwidth limit (loopback HTTP from the
+    # registry into the daemon); concurrent transfers still share it.
+    unlimited_link_Bps: float = 1.5e9
+    # Payload fraction of a shaped link's nominal rate (TCP/IP and HTTP
+    # framing).  1.0 keeps hand arithmetic exact; tbf here measured about 0.957.
+    link_goodput_ratio: float = 1.0
+    # Extraction (gunzip + untar + register one layer), in bytes of layer
+    # content written per second: for incompressible data (compression 1) and
+    # for data that compresses extremely well.  See ``extract_Bps``.
+    extract_random_Bps: float = 400e6
+    extract_compressible_Bps: float = 1.2e9
+    # Per-layer extraction overhead: open the blob, create the snapshot
+    # directory, commit it into the layer store.
+    extract_fixed_s: float = 0.002
+    # After the last layer is registered: write the image record and tag.
+    pull_fixed_s: float = 0.002
+    # Container create: rootfs snapshot (overlay dirs) and the container record.
+    create_s: float = 0.004
+    # Container start: namespaces, cgroups, mounts, pivot_root, until execve.
+    start_s: float = 0.012
+    # From the process's exit until the daemon has reaped it and records the status.
+    exit_s: float = 0.002
+    # Container remove: unmount, delete the writable layer, forget the record.
+    remove_s: float = 0.006
+    # Image remove: untag, delete the image record and unreferenced layers.
+    rmi_s: float = 0.003
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if math.isnan(value):
+                raise ValueError(f"Costs.{field.name} is NaN")
+            if field.name.endswith("_Bps") and not value > 0:
+                raise ValueError(f"Costs.{field.name} must be positive, not {value}")
+            if field.name.endswith("_s") and not 0 <= value < math.inf:
+                raise ValueError(f"Costs.{field.name} must be a finite number >= 0, not {value}")
+        if not 0 < self.link_goodput_ratio <= 1:
+            raise ValueError(f"Costs.link_goodput_ratio must be in (0, 1], not {self.link_goodput_ratio}")
+
+    def extract_Bps(self, compression: float) -> float:
+        """Extraction rate of a layer whose content compresses `compression`:1.
+
+        Extracting costs something per byte read from the blob (inflate, the
+        digest check, the tar stream) and something per byte written into the
+        snapshot.  A layer of S content bytes has S / compression blob bytes,
+        so its time per content byte is
+
+            1 / rate(c) = 1 / R_comp + (1 / R_rand - 1 / R_comp) / c
+
+        with R_rand = ``extract_random_Bps`` (c = 1: every byte is read and
+        written) and R_comp = ``extract_compressible_Bps`` (c -> infinity: the
+        read side vanishes).  The rate moves monotonically between the two and
+        works whichever of them is larger, so calibration may choose either.
+        An infinite rate (for tests) means extraction takes no time.
+        """
+        per_content_byte_s = (1 / self.extract_compressible_Bps
+                              + (1 / self.extract_random_Bps - 1 / self.extract_compressible_Bps)
+                              / compression)
+        return math.inf if per_content_byte_s <= 0 else 1 / per_content_byte_s
+
+    def extract_s(self, size_bytes: int, compression: float) -> float:
+        """Duration of one layer's extraction: the fixed part plus content over rate."""
+        return self.extract_fixed_s + size_bytes / self.extract_Bps(compression)
+
+    def link_Bps(self, bandwidth_mbps: float | None) -> float:
+        """Payload rate of the registry->node link (Mbit/s are 10**6 bit/s)."""
+        if bandwidth_mbps is None:
+            return self.unlimited_link_Bps
+        return bandwidth_mbps * 1e6 / 8 * self.link_goodput_ratio
+
+    def with_(self, **changes: float) -> "Costs":
+        """A copy with some values changed (for calibration and what-if sweeps)."""
+        return replace(self, **changes)
+
+    @classmethod
+    def free(cls, **changes: float) -> "Costs":
+        """Every fixed cost zero and every rate infinite, except `changes`.
+
+        Useful to isolate one effect: a world where only the link and the
+        values given here take time, so its timings can be solved by hand.
+        """
+        values = {f.name: (math.inf if f.name.endswith("_Bps") else 0.0) for f in fields(cls)}
+        values["link_goodput_ratio"] = 1.0
+        values.update(changes)
+        return cls(**values)

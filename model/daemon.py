@@ -1,0 +1,137 @@
+"""The Docker daemon on one node: the Engine API endpoints a client calls.
+
+What it models: dockerd's HTTP handlers for the calls the Docker SDK for
+Python makes during ``pull``, ``containers.run(..., remove=True)`` and
+``images.remove``.  Each handler here is the daemon's work between receiving a
+request and sending the answer; the client side (the socket round trip) is in
+``model.client``.  Handlers that take simulated time are SimPy generators;
+instantaneous ones return their answer directly.
+
+Answers carry the HTTP status the real endpoint returns, because the client's
+behaviour depends on it: ``POST /containers/create`` answers 404 when the
+image is not in the store, and the SDK then pulls and retries.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import simpy
+
+from model.costs import Costs
+from model.link import Link
+from model.pull import PullManager
+from model.recorder import Request
+from model.store import ImageStore
+from vocab.scenario import Scenario
+
+
+class Answer(NamedTuple):
+    """An HTTP answer from the Engine API: status code and (optional) body."""
+
+    status: int
+    value: Any = None
+
+
+@dataclass(eq=False)
+class Container:
+    """A container record: its image, its command and its process's fate."""
+
+    id: str
+    image: str
+    run_s: float             # the command: `sleep run_s`, or `true` when 0
+    request: Request         # whose trace gets its run row
+    exited: simpy.Event      # succeeds with the exit status once the daemon saw the exit
+
+
+class Daemon:
+    """dockerd on one node: image store, pull manager and container lifecycle."""
+
+    def __init__(self, env: simpy.Environment, scenario: Scenario, costs: Costs,
+                 link: Link, rng: random.Random | None = None):
+        self.env = env
+        self.scenario = scenario
+        self.costs = costs
+        # Reserved for stochastic costs; the deterministic skeleton draws nothing.
+        self.rng = rng or random.Random(0)
+        self.store = ImageStore()
+        self.pulls = PullManager(env, costs, self.store, link,
+                                 rtt_s=scenario.network.rtt_ms / 1000,
+                                 max_concurrent_downloads=scenario.daemon.max_concurrent_downloads)
+        self._containers: dict[str, Container] = {}
+        self._created = 0
+
+    # -- images ---------------------------------------------------------------
+    def images_create(self, request: Request, ref: str):
+        """POST /images/create?fromImage=...: the whole pull runs inside this call."""
+        yield from self.pulls.pull(request, self.scenario.image(ref))
+        return Answer(200)
+
+    def image_inspect(self, ref: str) -> Answer:
+        """GET /images/{ref}/json: the SDK reads the pulled image's record."""
+        return Answer(200, ref) if self.store.has_image(ref) else Answer(404)
+
+    def image_delete(self, request: Request, ref: str):
+        """DELETE /images/{ref}: untag and delete the image, keep layers still used."""
+        if not self.store.has_image(ref):
+            return Answer(404)
+        if self.store.in_use(ref):
+            return Answer(409)  # "image is being used by a container"
+        # The record goes first, so nothing created meanwhile can use the image.
+        self.store.remove_image(ref)
+        yield self.env.timeout(self.costs.rmi_s)
+        return Answer(200)
+
+    # -- containers -------------------------------------------------------------
+    def containers_create(self, request: Request, ref: str, run_s: float):
+        """POST /containers/create: 404 when the image is absent, else snapshot + record."""
+        if not self.store.has_image(ref):
+            return Answer(404)
+        self.store.pin(ref)  # from now on the image cannot be removed under it
+        start_s = self.env.now
+        yield self.env.timeout(self.costs.create_s)
+        request.record("create", start_s, self.env.now)
+        self._created += 1
+        container = Container(f"c{self._created}", ref, run_s, request, self.env.event())
+        self._containers[container.id] = container
+        return Answer(201, container.id)
+
+    def container_inspect(self, container_id: str) -> Answer:
+        """GET /containers/{id}/json: the SDK's containers.get after create."""
+        return Answer(200, self._containers[container_id])
+
+    def container_start(self, request: Request, container_id: str):
+        """POST /containers/{id}/start: answers once the process has exec'd."""
+        container = self._containers[container_id]
+        start_s = self.env.now
+        yield self.env.timeout(self.costs.start_s)
+        request.record("start", start_s, self.env.now)
+        self.env.process(self._run(container))
+        return Answer(204)
+
+    def _run(self, container: Container):
+        """The container's process runs, exits, and the daemon notices the exit."""
+        exec_s = self.env.now
+        yield self.env.timeout(container.run_s + self.costs.exit_s)
+        container.request.record("run", exec_s, self.env.now)
+        container.exited.succeed(0)
+
+    def container_logs(self, container_id: str) -> Answer:
+        """GET /containers/{id}/logs?follow=1: answers at once with a stream."""
+        return Answer(200, container_id)
+
+    def container_wait(self, container_id: str):
+        """POST /containers/{id}/wait: answers when the daemon has seen the exit."""
+        status = yield self._containers[container_id].exited
+        return Answer(200, status)
+
+    def container_delete(self, request: Request, container_id: str):
+        """DELETE /containers/{id}: unmount, delete the writable layer, forget it."""
+        container = self._containers[container_id]
+        start_s = self.env.now
+        yield self.env.timeout(self.costs.remove_s)
+        request.record("remove", start_s, self.env.now)
+        del self._containers[container_id]
+        self.store.unpin(container.image)
+        return Answer(204)

@@ -1,0 +1,119 @@
+"""Command line for the registry.
+
+    python -m registry serve --root DIR --listen 127.0.0.1:PORT
+                             [--bandwidth-mbps X] [--rtt-ms Y] [--ready-file F]
+    python -m registry build SCENARIO.toml --root DIR [--cache-dir DIR]
+
+`serve` runs in the foreground, like `docker-registry serve`, until SIGTERM or
+SIGINT.  Once it listens it writes `HOST:PORT` to the ready file (so a port of
+0 can be discovered); the file is removed on exit.  A port already in use gives
+one line on stderr and exit status 2.  Logs (one line per request) go to stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from registry.layout import write_atomic
+
+EXIT_USAGE = 2
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+def _listen_address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    try:
+        address = ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError:
+        address, number = None, -1
+    if address is None or address.version != 4 or not address.is_loopback or not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a loopback IPv4 address with a port, like 127.0.0.1:5000")
+    return host, number
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, not {text}")
+    return value
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from registry.server import RegistryServer
+
+    host, port = args.listen
+    ready = Path(args.ready_file) if args.ready_file else None
+    if ready:
+        ready.unlink(missing_ok=True)  # a stale file must not announce this run
+    # Block the stop signals in every thread and wait for them here: no handler
+    # ever runs in the middle of a lock, and the server threads inherit the mask.
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    server = RegistryServer(args.root, host, port, args.bandwidth_mbps, args.rtt_ms)
+    try:
+        server.start()
+    except OSError as error:
+        sys.stderr.write(f"registry: cannot listen on {host}:{port}: {error.strerror or error}\n")
+        return EXIT_USAGE
+    try:
+        if ready:
+            write_atomic(ready, f"{server.host}:{server.port}\n".encode())
+        received = signal.sigwait(_STOP_SIGNALS)
+        logging.getLogger("registry").info("registry stopping on %s", signal.Signals(received).name)
+    finally:
+        server.stop()
+        if ready:
+            ready.unlink(missing_ok=True)
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    from registry.builder import build_images
+    from vocab.scenario import load_scenario
+    from vocab.schema import ScenarioError
+
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as error:
+        sys.stderr.write(f"{error}\n")
+        return EXIT_USAGE
+    report = build_images(scenario, Path(args.root), Path(args.cache_dir) if args.cache_dir else None)
+    for image in report.images.values():
+        sys.stdout.write(f"{image.ref} {image.manifest_digest} {image.compressed_bytes} B compressed\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m registry", description="docksim's OCI registry")
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve a registry root over HTTP")
+    serve.add_argument("--root", required=True, help="registry root directory")
+    serve.add_argument("--listen", required=True, type=_listen_address, help="127.0.0.1:PORT (0: any free port)")
+    serve.add_argument("--bandwidth-mbps", type=_positive, default=None, help="shared link rate, Mbit/s")
+    serve.add_argument("--rtt-ms", type=_non_negative, default=0.0, help="delay before every response")
+    serve.add_argument("--ready-file", help="write HOST:PORT here once listening")
+    build = commands.add_parser("build", help="build a scenario's images into a registry root")
+    build.add_argument("scenario", help="scenario TOML file")
+    build.add_argument("--root", required=True, help="registry root directory")
+    build.add_argument("--cache-dir", help="keep built layers here for the next build")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    return _serve(args) if args.command == "serve" else _build(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
