@@ -12,6 +12,7 @@ and libc symbol is resolved once, at import time.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import platform
 
@@ -36,6 +37,9 @@ MS_STRICTATIME = 0x1000000
 # umount2(2) flags
 MNT_DETACH = 0x2
 
+# prctl(2)
+PR_SET_PDEATHSIG = 1
+
 # netdevice(7) ioctls and flags
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
@@ -56,6 +60,8 @@ _libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 _libc.syscall.argtypes = [ctypes.c_long, ctypes.c_char_p, ctypes.c_char_p]
 _libc.socket.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
 _libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_char_p]
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                        ctypes.c_ulong]
 _libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
 _libc.signal.restype = ctypes.c_void_p
 
@@ -96,7 +102,7 @@ def pivot_root(new_root: str | os.PathLike, put_old: str | os.PathLike) -> None:
     try:
         number = _PIVOT_ROOT_NR[_machine]
     except KeyError:
-        raise OSError(38, f"pivot_root: unsupported architecture {_machine}") from None
+        raise OSError(errno.ENOSYS, f"pivot_root: unsupported architecture {_machine}") from None
     _check(_libc.syscall(number, _fs(new_root), _fs(put_old)), "pivot_root")
 
 
@@ -104,6 +110,11 @@ def sethostname(name: str) -> None:
     """sethostname(2), inside the container's own UTS namespace."""
     raw = name.encode()
     _check(_libc.sethostname(raw, len(raw)), f"sethostname {name!r}")
+
+
+def set_parent_death_signal(signum: int) -> None:
+    """prctl(PR_SET_PDEATHSIG): get ``signum`` when the parent process dies."""
+    _check(_libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
 
 
 def reset_signal(signum: int) -> None:
@@ -161,13 +172,3 @@ def mounts_under(path: str | os.PathLike) -> list[str]:
     base = os.path.abspath(path)
     return [mp for mp, _, _ in mount_table()
             if mp == base or mp.startswith(base.rstrip("/") + "/")]
-
-
-PR_SET_PDEATHSIG = 1
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
-                        ctypes.c_ulong]
-
-
-def set_parent_death_signal(signum: int) -> None:
-    """prctl(PR_SET_PDEATHSIG): get ``signum`` when the parent process dies."""
-    _check(_libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")

@@ -227,20 +227,34 @@ def start(rootfs: Path, argv: list[str], env: list[str], cwd: str = "/",
     ids = _parse_user(user)
     spec = (os.fsencode(os.path.abspath(rootfs)), list(argv), list(env), cwd or "/",
             hostname, ids)
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
-                     0o640) if log_path is not None else None
-    null_fd = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
-    out_fd = null_fd if log_fd is None else log_fd
-    with _FORK_LOCK:
-        exec_r, exec_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        pid = os.fork()
-        if pid == 0:
-            _waiter(spec, null_fd, out_fd, exec_w, err_w)  # never returns
-        for fd in (exec_w, err_w, null_fd) + ((log_fd,) if log_fd is not None else ()):
+    to_close: list[int] = []  # the children's fds: the daemon drops its copies
+    readers: list[int] = []
+    try:
+        null_fd = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+        to_close.append(null_fd)
+        out_fd = null_fd
+        if log_path is not None:
+            out_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND
+                             | os.O_CLOEXEC, 0o640)
+            to_close.append(out_fd)
+        with _FORK_LOCK:
+            for _ in range(2):
+                r, w = os.pipe2(os.O_CLOEXEC)
+                readers.append(r)
+                to_close.append(w)
+            (exec_r, err_r), (exec_w, err_w) = readers, to_close[-2:]
+            pid = os.fork()
+            if pid == 0:
+                _waiter(spec, null_fd, out_fd, exec_w, err_w)  # never returns
+    except BaseException:
+        for fd in readers:
+            os.close(fd)
+        raise
+    finally:
+        for fd in to_close:
             os.close(fd)
     try:
-        _read_all(exec_r)  # EOF: exec succeeded or everyone holding it died
+        _read_all(exec_r)  # EOF: exec succeeded, or every holder died
         exec_s = time.monotonic()
         report = _read_all(err_r).decode(errors="replace")
     except BaseException:
@@ -248,8 +262,8 @@ def start(rootfs: Path, argv: list[str], env: list[str], cwd: str = "/",
         os.waitpid(pid, 0)
         raise
     finally:
-        os.close(exec_r)
-        os.close(err_r)
+        for fd in readers:
+            os.close(fd)
     init_pid, error = None, ""
     for line in report.splitlines():
         kind, _, value = line.partition(" ")
@@ -273,7 +287,8 @@ def start(rootfs: Path, argv: list[str], env: list[str], cwd: str = "/",
 def _close_fds_except(keep: set[int]) -> None:
     low = 3
     for fd in sorted(k for k in keep if k >= 3):
-        os.closerange(low, fd)
+        if low < fd:
+            os.closerange(low, fd)
         low = fd + 1
     os.closerange(low, 1 << 20)
 
@@ -415,6 +430,7 @@ def _init(spec, null_fd: int, out_fd: int, exec_w: int, err_w: int) -> None:
         _close_fds_except({exec_w, err_w})  # both O_CLOEXEC: they close at exec
         for signum in (signal.SIGPIPE, signal.SIGXFSZ):
             linux.reset_signal(signum)
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())  # a daemon thread's mask
         env = dict(e.partition("=")[::2] for e in env_list)
         path, code, error = _lookup(argv[0], env)
         if path is None:

@@ -60,11 +60,17 @@ def normalize_ref(ref: str) -> str:
     return ref + ":latest"
 
 
-def _is_gzip(media_type: str) -> bool:
+def _is_gzip(media_type: str, blob: BinaryIO) -> bool:
+    """From the OCI/Docker layer media type; with none given, from gzip's magic
+    bytes (as Docker's DetectCompression does)."""
     if media_type.endswith(("tar+gzip", "tar.gzip")):
         return True
     if media_type.endswith("tar"):
         return False
+    if not media_type:
+        magic = blob.read(2)
+        blob.seek(0)
+        return magic == b"\x1f\x8b"
     raise ValueError(f"unsupported layer media type {media_type!r}")
 
 
@@ -220,7 +226,8 @@ class Store:
         diff = work / "diff"
         diff.mkdir(mode=0o755)
         with open(blob, "rb") as raw:
-            stream: BinaryIO = gzip.GzipFile(fileobj=raw) if _is_gzip(media_type) else raw
+            stream: BinaryIO = gzip.GzipFile(fileobj=raw) if _is_gzip(media_type, raw) \
+                else raw
             hashing = _HashingReader(stream)
             try:
                 size = unpack_layer(hashing, diff)

@@ -180,7 +180,7 @@ def write_layer(layer: Layer, userland: Userland | None, out: BinaryIO) -> Layer
     userland_bytes = userland.content_bytes if userland else 0
     fill_bytes = max(0, layer.size_bytes - userland_bytes)
     if userland_bytes > layer.size_bytes:
-        warnings.append(f"layer {layer.name!r} ({layer.size_mb:.1f} MB) is smaller than the userland "
+        warnings.append(f"layer {layer.name!r} ({layer.size_mb:g} MB) is smaller than the userland "
                         f"it must carry ({userland_bytes / MB:.1f} MB); it was built at "
                         f"{userland_bytes / MB:.1f} MB")
     content_bytes = userland_bytes + fill_bytes

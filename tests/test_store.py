@@ -12,7 +12,7 @@ import pytest
 from launcher import linux, runtime
 from launcher.store import Store, normalize_ref
 from launcher.unpack import LayerError
-from tests.test_unpack import entry, make_tar
+from tests.test_unpack import entry, make_tar, scratch  # noqa: F401 (fixture)
 
 TAR = "application/vnd.oci.image.layer.v1.tar"
 TAR_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -33,8 +33,8 @@ def add_blob(store: Store, data: bytes) -> str:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "store")
+def store(scratch: Path) -> Store:
+    return Store(scratch / "store")
 
 
 def store_is_clean(store: Store) -> bool:
@@ -83,9 +83,11 @@ LAYER = make_tar([entry("etc/", "dir"), entry("etc/hostname", data=b"box\n"),
                   entry("bin/", "dir"), entry("bin/tool", data=b"\x7fELF" * 100, mode=0o755)])
 
 
-@pytest.mark.parametrize("media_type", [TAR, TAR_GZIP, DOCKER_GZIP])
-def test_register_layer_unpacks_and_verifies(store: Store, media_type: str) -> None:
-    blob = LAYER if media_type == TAR else gzip.compress(LAYER)
+@pytest.mark.parametrize("media_type, compressed", [
+    (TAR, False), (TAR_GZIP, True), (DOCKER_GZIP, True), ("", True), ("", False)])
+def test_register_layer_unpacks_and_verifies(store: Store, media_type: str,
+                                             compressed: bool) -> None:
+    blob = gzip.compress(LAYER) if compressed else LAYER
     digest = add_blob(store, blob)
     diff_id = sha256(LAYER)
 

@@ -5,14 +5,18 @@ real layer tars in memory and are shared with the store and runtime tests.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import shutil
 import stat
 import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from launcher import linux
 from launcher.unpack import OPAQUE_XATTR, LayerError, unpack_layer
 
 MTIME_S = 1_600_000_000
@@ -61,13 +65,31 @@ def busybox_layer_entries() -> list:
     return entries
 
 
+@contextlib.contextmanager
+def scratch_dir():
+    """A fresh temp dir, removed afterwards even if a test left a mount in it."""
+    path = Path(tempfile.mkdtemp(prefix="docksim-test-"))
+    try:
+        yield path
+    finally:
+        for mount_point in reversed(linux.mounts_under(path)):
+            linux.umount2(mount_point, linux.MNT_DETACH)  # never delete through it
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def scratch():
+    with scratch_dir() as path:
+        yield path
+
+
 def unpack_bytes(raw: bytes, dest: Path) -> int:
     return unpack_layer(io.BytesIO(raw), dest)
 
 
 @pytest.fixture
-def dest(tmp_path: Path) -> Path:
-    d = tmp_path / "dest"
+def dest(scratch: Path) -> Path:
+    d = scratch / "dest"
     d.mkdir()
     return d
 
@@ -118,8 +140,8 @@ def test_whiteouts_become_overlay_form(dest: Path) -> None:
     assert sorted(os.listdir(dest / "opt")) == ["c"]  # the marker itself is not kept
 
 
-def test_later_entries_replace_earlier_ones(dest: Path, tmp_path: Path) -> None:
-    canary = tmp_path / "canary"
+def test_later_entries_replace_earlier_ones(dest: Path, scratch: Path) -> None:
+    canary = scratch / "canary"
     canary.mkdir()
     raw = make_tar([
         entry("x", data=b"old"), entry("x", data=b"new!"),              # file -> file
@@ -223,17 +245,17 @@ def _tree(root: Path) -> dict[str, tuple]:
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
-def test_hostile_layer_is_refused_and_contained(case: str, tmp_path: Path) -> None:
+def test_hostile_layer_is_refused_and_contained(case: str, scratch: Path) -> None:
     entries, named, reason = HOSTILE[case]
-    canary = tmp_path / "canary"
+    canary = scratch / "canary"
     canary.mkdir()
     (canary / "file").write_text("canary\n")
-    dest = tmp_path / "dest"
+    dest = scratch / "dest"
     dest.mkdir()
     for info, _ in entries:
         info.linkname = info.linkname.replace("@CANARY@", str(canary))
-    outside_before = _tree(tmp_path / "canary")
-    siblings_before = sorted(os.listdir(tmp_path))
+    outside_before = _tree(scratch / "canary")
+    siblings_before = sorted(os.listdir(scratch))
     passwd_before = os.stat("/etc/passwd")
 
     with pytest.raises(LayerError) as caught:
@@ -243,7 +265,7 @@ def test_hostile_layer_is_refused_and_contained(case: str, tmp_path: Path) -> No
     assert message.startswith(f"entry {named}:"), message
     assert reason in message, message
     assert _tree(canary) == outside_before
-    assert sorted(os.listdir(tmp_path)) == siblings_before
+    assert sorted(os.listdir(scratch)) == siblings_before
     passwd_after = os.stat("/etc/passwd")
     assert (passwd_after.st_nlink, passwd_after.st_mtime_ns, passwd_after.st_size) == \
         (passwd_before.st_nlink, passwd_before.st_mtime_ns, passwd_before.st_size)

@@ -22,7 +22,8 @@ COMMANDS = ("pull", "run", "rmi")
 NAME_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 # Docker's reference grammar, without digests: [host[:port]/]path[:tag]
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_HOST = r"(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?"
+# a first component is a host only with a dot or a port, or when it is localhost
+_HOST = r"(?:(?:[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)+(?::[0-9]+)?|[a-zA-Z0-9-]+:[0-9]+|localhost)/)?"
 REF_RE = re.compile(rf"^({_HOST}{_COMPONENT}(?:/{_COMPONENT})*)(?::([\w][\w.-]{{0,127}}))?$")
 MB = 1_000_000
 

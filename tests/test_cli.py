@@ -1,0 +1,74 @@
+"""simulate.py as a user meets it: outputs of `run`, and one-line errors with exit 2."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vocab.trace import COLUMNS, read_csv
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(PROJECT / "simulate.py"), *args],
+                          capture_output=True, text=True, cwd=PROJECT, timeout=120)
+
+
+def test_run_writes_trace_summary_and_timeline(tmp_path):
+    result = cli("run", "scenarios/hello.toml", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "s0-c0-r1" in result.stdout
+    text = (tmp_path / "trace.csv").read_text()
+    assert text.splitlines()[0] == ",".join(COLUMNS)
+    rows = read_csv(tmp_path / "trace.csv")
+    assert {r.replication for r in rows} == {0, 1, 2}
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["scenario"] == "hello" and summary["source"] == "sim"
+    assert summary["engine"] == "model" and summary["replications"] == 3
+    cold, warm = summary["requests"]
+    assert (cold["step"], cold["client"], cold["repeat"]) == (0, 0, 0)
+    # 20 MB random + 1.2 MB gz over 100 Mbit/s: at least 21.2e6*8/1e8 = 1.70 s on the wire
+    assert 1.70 < cold["pull_s"] < cold["startup_s"] < cold["total_s"]
+    assert warm["pull_s"] == 0 and 0 < warm["startup_s"] < warm["total_s"] < 0.2
+    assert summary["meta"]["seed"] == 1
+    for suffix in ("png", "svg"):
+        assert (tmp_path / f"timeline.{suffix}").stat().st_size > 10_000
+
+
+def test_same_seed_same_bytes(tmp_path):
+    for name in ("a", "b"):
+        assert cli("run", "scenarios/hello.toml", "--out", str(tmp_path / name), "--seed", "7").returncode == 0
+    assert (tmp_path / "a/trace.csv").read_bytes() == (tmp_path / "b/trace.csv").read_bytes()
+    assert (tmp_path / "a/timeline.svg").read_bytes() == (tmp_path / "b/timeline.svg").read_bytes()
+    assert json.loads((tmp_path / "a/summary.json").read_text())["meta"]["seed"] == 7
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("[scenario]\nname='x'\nbogus=1\n[[image]]\nref='a:1'\nlayers=[{name='l',size_mb=1}]\n"
+     "[[step]]\ncommand='run'\nimage='a:1'\n", "scenario.bogus: unknown key"),
+    ("[scenario]\nname='x'\n[[image]]\nref='a:1'\nlayers=[{name='l',size_mb=1}]\n"
+     "[[step]]\ncommand='build'\nimage='a:1'\n", "step[0].command: unknown value 'build'"),
+    ("[scenario]\nname='x'\n[[image]]\nref='a:1'\nlayers=[{name='l',size_mb=-1}]\n"
+     "[[step]]\ncommand='run'\nimage='a:1'\n", "image[0].layers[0].size_mb: must be greater than 0"),
+    ("not toml at all [", "not valid TOML"),
+])
+def test_bad_scenarios_get_one_line_and_exit_2(tmp_path, text, expected):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    for command in ("run", "measure", "compare"):
+        result = cli(command, str(bad), "--out", str(tmp_path / "out"))
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and str(bad) in lines[0] and expected in lines[0], result.stderr
+        assert not (tmp_path / "out").exists()
+
+
+def test_missing_file_and_bad_seed(tmp_path):
+    result = cli("run", str(tmp_path / "none.toml"), "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "no such scenario file" in result.stderr
+    result = cli("run", "scenarios/hello.toml", "--out", str(tmp_path / "o"), "--seed", "-3")
+    assert result.returncode == 2 and "--seed" in result.stderr
