@@ -21,6 +21,7 @@ from pathlib import Path
 from launcher import runtime
 from launcher.http import ApiError
 from launcher.phases import PhaseLog
+from launcher.registry_client import familiar_name
 from launcher.store import Store
 
 log = logging.getLogger("docksim.daemon")
@@ -53,6 +54,7 @@ class Container:
     started_s: float = 0.0
     finished_s: float = 0.0
     exited: threading.Event = field(default_factory=threading.Event)
+    removed: threading.Event = field(default_factory=threading.Event)
 
     @property
     def log_path(self) -> Path:
@@ -104,7 +106,8 @@ class ContainerManager:
     def create(self, body: dict, name: str, tag: str) -> Container:
         began = time.monotonic()
         image_name = body.get("Image") or ""
-        image = self.store.get_image(image_name) or self.store.get_image(image_name + ":latest")
+        image = (self.store.get_image(image_name) or self.store.get_image(familiar_name(image_name))
+                 if image_name else None)
         if image is None:
             raise ApiError(404, f"No such image: {image_name}")
         config = image.get("config", {}).get("config", {})
@@ -112,9 +115,9 @@ class ContainerManager:
         if not argv:
             raise ApiError(400, "no command specified")
         cid = secrets.token_hex(32)
+        name = name.lstrip("/")
         with self._lock:
-            if name and any(c.name == name for c in self._containers.values()):
-                raise ApiError(409, f'Conflict. The container name "/{name}" is already in use')
+            self._check_name_free(name)
         container = Container(
             id=cid, name=name or f"docksim_{cid[:8]}", image=image, image_name=image_name,
             argv=argv, env=_merge_env(config.get("Env") or [], body.get("Env") or []),
@@ -122,12 +125,25 @@ class ContainerManager:
             user=body.get("User") or config.get("User") or "",
             hostname=body.get("Hostname") or cid[:12], host_config=body.get("HostConfig") or {},
             dir=self.store.container_dir(cid))
+        # the output file exists from the start, so that an attach made before
+        # `start` follows it even when the process is over in a millisecond
+        container.log_path.touch()
         lowers = [self.store.layer_dir(d) for d in image["diff_ids"]]
-        runtime.mount_rootfs(lowers, container.dir)
-        with self._lock:
-            self._containers[cid] = container
+        try:
+            runtime.mount_rootfs(lowers, container.dir)
+            with self._lock:
+                self._check_name_free(name)  # again: another create may have taken it
+                self._containers[cid] = container
+        except BaseException:
+            runtime.unmount_rootfs(container.dir)
+            self.store.remove_container_dir(cid)
+            raise
         self.phases.record(tag, "create", began)
         return container
+
+    def _check_name_free(self, name: str) -> None:
+        if name and any(c.name == name for c in self._containers.values()):
+            raise ApiError(409, f'Conflict. The container name "/{name}" is already in use')
 
     def start(self, container: Container, tag: str) -> None:
         began = time.monotonic()
@@ -179,8 +195,11 @@ class ContainerManager:
         with self._lock:
             if self._containers.pop(container.id, None) is None:
                 return  # already removed (auto-remove raced a client's DELETE)
-        runtime.unmount_rootfs(container.dir)
-        self.store.remove_container_dir(container.id)
+        try:
+            runtime.unmount_rootfs(container.dir)
+            self.store.remove_container_dir(container.id)
+        finally:
+            container.removed.set()
         self.phases.record(tag, "remove", began)
 
     def shutdown(self) -> None:

@@ -20,13 +20,15 @@ from launcher.containers import Container, ContainerManager, rfc3339
 from launcher.http import ApiError, Request, Router, make_server
 from launcher.phases import PhaseLog
 from launcher.puller import PullManager
-from launcher.registry_client import PullError, host_arch
+from launcher.registry_client import PullError, familiar_name, host_arch
 from launcher.store import Store
 
 API_VERSION = "1.41"
 
 
 def normalise_ref(name: str, tag: str = "") -> str:
+    """`name[:tag]` in the familiar form with a tag (`latest` when none is given)."""
+    name = familiar_name(name)
     if tag:
         return f"{name}:{tag}"
     return name if ":" in name.split("/")[-1] else f"{name}:latest"
@@ -56,6 +58,7 @@ class Daemon:
         r.add("GET", "/containers/json", self.list_containers)
         r.add("GET", "/containers/{id}/json", lambda req: self.inspect(self._container(req)))
         r.add("POST", "/containers/{id}/start", self.start)
+        r.add("POST", "/containers/{id}/attach", self.attach)
         r.add("POST", "/containers/{id}/wait", self.wait)
         r.add("GET", "/containers/{id}/logs", self.logs)
         r.add("POST", "/containers/{id}/stop", self.stop)
@@ -85,13 +88,26 @@ class Daemon:
 
     # -- images -----------------------------------------------------------
     def pull(self, req: Request) -> None:
-        ref = normalise_ref(req.arg("fromImage"), req.arg("tag"))
+        """`POST /images/create`: progress as a stream of JSON messages.  As in
+        dockerd, a pull that fails before its first message (an unknown image,
+        an unreachable registry) is an HTTP error; later failures end the stream
+        with an `error` message."""
         if not req.arg("fromImage"):
             raise ApiError(400, "fromImage is required (docksim does not import images)")
-        stream = req.start_stream("application/json")
+        ref = normalise_ref(req.arg("fromImage"), req.arg("tag"))
+        stream = None
+
+        def progress(message: dict) -> None:
+            nonlocal stream
+            if stream is None:  # the first message comes from this thread
+                stream = req.start_stream("application/json")
+            stream.json(message)
+
         try:
-            self.puller.pull(ref, req.request_tag, stream.json)
+            self.puller.pull(ref, req.request_tag, progress)
         except PullError as exc:
+            if stream is None:
+                raise ApiError(exc.status, str(exc)) from None
             stream.json({"errorDetail": {"message": str(exc)}, "error": str(exc)})
 
     def _image(self, name: str) -> dict:
@@ -123,8 +139,15 @@ class Daemon:
         if not req.flag("force") and self.containers.image_in_use(image["id"]):
             raise ApiError(409, f"conflict: unable to remove repository reference "
                            f"\"{image['ref']}\" (must force) - image is being used by a container")
-        self.store.remove_image(image["ref"])
-        return [{"Untagged": image["ref"]}, {"Deleted": image["id"]}]
+        try:
+            removed = self.store.remove_image(image["ref"])
+        except KeyError:  # removed by another request meanwhile
+            raise ApiError(404, f"No such image: {req.params['name']}") from None
+        answer = [{"Untagged": ref} for ref in removed["untagged"]]
+        if removed["deleted"]:
+            answer.append({"Deleted": removed["id"]})
+            answer += [{"Deleted": diff_id} for diff_id in removed["removed_layers"]]
+        return answer
 
     # -- containers -------------------------------------------------------
     def _container(self, req: Request) -> Container:
@@ -138,8 +161,21 @@ class Daemon:
         self.containers.start(self._container(req), req.request_tag)
 
     def wait(self, req: Request) -> dict:
+        """`POST /containers/{id}/wait?condition=`: `not-running` (the default)
+        answers at once unless the container runs, `next-exit` waits for its exit
+        (the CLI asks before it starts the container), `removed` for its removal
+        (`docker run --rm`)."""
         container = self._container(req)
-        container.exited.wait()
+        condition = req.arg("condition") or "not-running"
+        if condition == "not-running":
+            if container.status == "running":
+                container.exited.wait()
+        elif condition == "next-exit":
+            container.exited.wait()
+        elif condition == "removed":
+            container.removed.wait()
+        else:
+            raise ApiError(400, f"invalid condition: {condition!r}")
         return {"StatusCode": container.exit_code, "Error": None}
 
     def stop(self, req: Request) -> None:
@@ -152,15 +188,36 @@ class Daemon:
 
     def logs(self, req: Request) -> None:
         """The container's output as Docker's multiplexed stream (8-byte frame
-        headers: stream 1 = stdout); with follow, until the container exits."""
+        headers: stream 1 = stdout); with follow, until the container exits.
+        docksim keeps stdout and stderr in one file: all of it is stream 1."""
         container = self._container(req)
-        follow = req.flag("follow")
         stream = req.start_stream("application/vnd.docker.raw-stream")
+        self._copy_output(container, stream, req.flag("follow"))
+
+    def attach(self, req: Request) -> None:
+        """`POST /containers/{id}/attach`: the `docker run` CLI attaches before it
+        starts the container and reads its output on the hijacked connection
+        until the container exits.  With `logs=1` the output so far comes first;
+        stdin is not supported (no `-i`)."""
+        container = self._container(req)
+        if req.flag("stdin"):
+            raise ApiError(501, "docksim does not attach stdin (docker run -i)")
+        stream = req.hijack("application/vnd.docker.raw-stream")
+        if not (req.flag("stdout") or req.flag("stderr")):
+            return
+        offset = 0
+        if not req.flag("logs") and container.status != "created":
+            offset = container.log_path.stat().st_size if container.log_path.exists() else 0
+        self._copy_output(container, stream, req.flag("stream"), offset)
+
+    @staticmethod
+    def _copy_output(container: Container, stream, follow: bool, offset: int = 0) -> None:
         try:
             handle = open(container.log_path, "rb")
         except FileNotFoundError:
             return
         with handle:
+            handle.seek(offset)
             while True:
                 done = container.exited.is_set() or not follow
                 data = handle.read()

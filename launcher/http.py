@@ -2,7 +2,9 @@
 
 dockerd listens on /var/run/docker.sock and answers plain HTTP/1.1; clients
 (the docker CLI, the Docker SDK) keep connections alive, and some answers are
-streams (pull progress, logs) that end when the connection closes.  This module
+streams (pull progress, logs) sent with chunked transfer encoding, as Go's
+net/http sends a body of unknown length; the Docker SDK reads a body as a stream
+of JSON messages only when it is chunked.  This module
 is the transport only: routing by method and path pattern, JSON answers with
 Docker's error body `{"message": "..."}`, and a version prefix (`/v1.41/...`)
 that is accepted and stripped.
@@ -16,6 +18,7 @@ import re
 import socket
 import socketserver
 import stat
+import threading
 import time
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable
@@ -55,6 +58,7 @@ class Request:
         if length > MAX_BODY_BYTES:
             raise ApiError(413, f"request body of {length} bytes is over the limit")
         raw = self.handler.rfile.read(length) if length else b""
+        self.handler.body_read = True
         if not raw.strip():
             return {}
         try:
@@ -66,33 +70,70 @@ class Request:
         return body
 
     def start_stream(self, content_type: str) -> "Stream":
-        """Begin a streamed answer; it ends when the connection closes (like dockerd)."""
+        """Begin a streamed answer (status 200, chunked); the transport ends it
+        with the last chunk when the handler returns."""
         h = self.handler
-        h.close_connection = True
         h.send_response(200)
         h.send_header("Content-Type", content_type)
-        h.send_header("Connection", "close")
+        h.send_header("Api-Version", "1.41")
+        h.send_header("Transfer-Encoding", "chunked")
         h.end_headers()
         h.wfile.flush()
-        h.streamed = True
-        return Stream(h.wfile)
+        h.stream = Stream(h.wfile)
+        return h.stream
+
+    def hijack(self, content_type: str) -> "Stream":
+        """Take the connection over, as dockerd does for `attach`: a client that
+        asked for `Upgrade: tcp` gets `101 UPGRADED`, any other a 200; then raw
+        bytes follow until the daemon closes the connection."""
+        h = self.handler
+        upgrade = "upgrade" in h.headers.get("Connection", "").lower()
+        if upgrade:
+            h.send_response(101, "UPGRADED")
+            h.send_header("Connection", "Upgrade")
+            h.send_header("Upgrade", "tcp")
+        else:
+            h.send_response(200)
+            h.send_header("Connection", "close")
+        h.send_header("Content-Type", content_type)
+        h.send_header("Api-Version", "1.41")
+        h.end_headers()
+        h.wfile.flush()
+        h.close_connection = True
+        h.stream = Stream(h.wfile, chunked=False)
+        return h.stream
 
 
 class Stream:
-    """A body written piece by piece; a client that went away stops the writes."""
+    """A body written piece by piece (chunked, or raw on a hijacked connection);
+    a client that went away stops the writes."""
 
-    def __init__(self, wfile):
+    def __init__(self, wfile, chunked: bool = True):
         self.wfile = wfile
+        self.chunked = chunked
         self.broken = False
+        self._lock = threading.Lock()  # pull progress arrives from download threads too
+        self.closed = False
+
+    def _send(self, raw: bytes) -> None:
+        with self._lock:
+            if self.broken or self.closed:
+                return
+            try:
+                self.wfile.write(raw)
+                self.wfile.flush()
+            except OSError:
+                self.broken = True
 
     def write(self, data: bytes) -> None:
-        if self.broken:
-            return
-        try:
-            self.wfile.write(data)
-            self.wfile.flush()
-        except OSError:
-            self.broken = True
+        if data:
+            self._send(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data)
+
+    def close(self) -> None:
+        """The last (empty) chunk: the body is complete and the connection reusable."""
+        if self.chunked:
+            self._send(b"0\r\n\r\n")
+        self.closed = True
 
     def json(self, message: dict) -> None:
         self.write(json.dumps(message).encode() + b"\r\n")
@@ -135,27 +176,43 @@ class ApiHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         began = time.monotonic()
-        self.streamed = False
+        self.stream = None
+        self.body_read = False
         parts = urlsplit(self.path)
         path = VERSION_PREFIX.sub("", parts.path)
         status = 200
         try:
             handler, params = self.router.match(self.command, path)
             result = handler(Request(self, params, parse_qs(parts.query)))
-            if not self.streamed:
+            if self.stream is None:
                 status = self._answer(result)
+            else:
+                self.stream.close()
+                self.close_connection = self.close_connection or self.stream.broken
         except ApiError as exc:
             status = exc.status
-            self._send_json(exc.status, {"message": exc.message})
+            self._fail(exc.status, exc.message)
         except (BrokenPipeError, ConnectionResetError):
             status = 499
+            self.close_connection = True
         except Exception as exc:  # a bug must not kill the daemon: answer 500 and log it
             log.exception("internal error on %s %s", self.command, self.path)
             status = 500
-            if not self.streamed:
-                self._send_json(500, {"message": f"internal error: {exc}"})
+            self._fail(500, f"internal error: {exc}")
+        if not self.body_read and (self.headers.get("Content-Length", "0") != "0"
+                                   or "Transfer-Encoding" in self.headers):
+            self.close_connection = True  # an unread body would be taken for the next request
         log.info("%s %s %s %.1f ms", self.command, parts.path, status,
                  1000 * (time.monotonic() - began))
+
+    def _fail(self, status: int, message: str) -> None:
+        """Docker's error body; once a stream has begun, the status line is gone,
+        so the connection is closed without the last chunk (the client sees a
+        truncated body, as with dockerd)."""
+        if self.stream is None:
+            self._send_json(status, {"message": message})
+        else:
+            self.close_connection = True
 
     def _answer(self, result: Any) -> int:
         if result is None:

@@ -48,12 +48,14 @@ class PullManager:
         """Pull `ref` (normalised, with a tag) and return the stored image record."""
         began = time.monotonic()
         where = parse_reference(ref, self.default_registry)
-        progress({"status": f"Pulling from {where.repository}", "id": where.tag})
         client = RegistryClient(where.registry)
         try:
             manifest, manifest_digest, config, config_digest = self._resolve(client, where, ref, tag)
         finally:
             client.close()
+        # dockerd says this once the manifest is there: a pull that fails to
+        # resolve has sent nothing yet and is answered with an HTTP error
+        progress({"status": f"Pulling from {where.repository}", "id": where.tag})
         layers = manifest.get("layers", [])
         diff_ids = config.get("rootfs", {}).get("diff_ids", [])
         if len(layers) != len(diff_ids):
@@ -145,11 +147,13 @@ class PullManager:
         layer_id = short_id(digest)
         with self._slots:
             began = time.monotonic()
-            shown = [began]
+            shown = [None]
 
             def on_bytes(received: int) -> None:
+                # like dockerd's progress reader: the first update at once, the
+                # last one always, and at most one per PROGRESS_EVERY_S between
                 now = time.monotonic()
-                if now - shown[0] >= PROGRESS_EVERY_S:
+                if shown[0] is None or received >= size or now - shown[0] >= PROGRESS_EVERY_S:
                     shown[0] = now
                     progress({"status": "Downloading", "id": layer_id,
                               "progressDetail": {"current": received, "total": size}})

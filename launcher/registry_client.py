@@ -23,12 +23,21 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MANIFEST_ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
 GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le",
            "s390x": "s390x", "riscv64": "riscv64"}
+DOCKER_HUB_HOSTS = ("docker.io", "index.docker.io", "registry-1.docker.io")
 CHUNK_BYTES = 1 << 20
 TIMEOUT_S = 60
 
 
 class PullError(Exception):
-    """A pull that cannot go on; the text is what `docker pull` would print."""
+    """A pull that cannot go on; the text is what `docker pull` would print.
+
+    `status` is the HTTP status dockerd answers when the pull fails before any
+    progress was sent: 404 when the registry does not know the image, else 500.
+    """
+
+    def __init__(self, message: str, status: int = 500):
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,22 @@ def parse_reference(ref: str, default_registry: str) -> Reference:
     if rest and ("." in first or ":" in first or first == "localhost"):
         return Reference(f"http://{first}", rest, tag)
     return Reference(default_registry, name, tag)
+
+
+def familiar_name(name: str) -> str:
+    """An image name as `docker images` shows it: the docker CLI sends fully
+    qualified names (`docker.io/library/hello`, `docker.io/lecture/hello`) and
+    dockerd stores and shows the familiar ones (`hello`, `lecture/hello`).
+    docksim sends a name without a host to its default registry, as dockerd
+    sends it to Docker Hub, so both forms name one image."""
+    first, _, rest = name.partition("/")
+    if rest and first in DOCKER_HUB_HOSTS:
+        name = rest
+    elif rest and ("." in first or ":" in first or first == "localhost"):
+        return name  # another registry: the name stays as it is
+    if name.startswith("library/") and name.count("/") == 1:
+        name = name[len("library/"):]
+    return name
 
 
 def host_arch() -> str:
@@ -90,7 +115,8 @@ class RegistryClient:
         resp = self.request(path, accept)
         body = resp.read()
         if resp.status != 200:
-            raise PullError(f"{what or path}: {resp.status} {_error_text(body)}")
+            raise PullError(f"{what or path}: {resp.status} {_error_text(body)}",
+                            404 if resp.status == 404 else 500)
         return body, resp.getheader("Content-Type", "")
 
     def probe(self) -> None:

@@ -8,15 +8,15 @@ lays out ``/var/lib/docker``:
     root/layers/sha256/<hex>/diff    one unpacked layer per diff_id, later one overlay
                                      lowerdir (overlay2's ``<id>/diff``)
     root/layers/sha256/<hex>/meta.json
-    root/images/<hex>.json           one record per image id (Docker's imagedb)
-    root/images/refs.json            ref -> image id (Docker's repositories.json)
+    root/images/                     image records and tags (``launcher.images``)
     root/containers/<id>/            per-container state (upper/work/rootfs)
     root/tmp/                        everything in flight; emptied when a Store opens,
                                      like dockerd's ``tmp`` at start-up
 
 Anything reaches its final name only by an atomic ``rename`` from ``root/tmp``, so a
-crash never leaves a half-written blob, layer or record under its final name.  All
-public methods are safe to call from several threads.
+crash never leaves a half-written blob, layer or record under its final name (the
+rules are in ``launcher.storefiles``).  All public methods are safe to call from
+several threads.
 """
 from __future__ import annotations
 
@@ -34,30 +34,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 from launcher import linux
+from launcher.images import ImageRecords, normalize_ref
+from launcher.storefiles import digest_hex, fsync_path, write_json
 from launcher.unpack import LayerError, unpack_layer
+
+__all__ = ["LayerError", "Store", "normalize_ref"]
 
 log = logging.getLogger(__name__)
 
-_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
-_HEX_PREFIX_RE = re.compile(r"(?:sha256:)?([0-9a-f]{12,64})")
 _CONTAINER_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _READ_CHUNK_BYTES = 1 << 20
-
-
-def _hex(digest: str) -> str:
-    """The hex part of a ``sha256:<64 hex>`` digest; anything else is refused, since
-    digests arrive from the network and become file names."""
-    if not isinstance(digest, str) or not _DIGEST_RE.fullmatch(digest):
-        raise ValueError(f"invalid digest {digest!r}")
-    return digest[len("sha256:"):]
-
-
-def normalize_ref(ref: str) -> str:
-    """Add ``:latest`` to a ref without tag or digest, as the docker CLI does."""
-    last = ref.rsplit("/", 1)[-1]
-    if "@" in ref or ":" in last:
-        return ref
-    return ref + ":latest"
 
 
 def _is_gzip(media_type: str, blob: BinaryIO) -> bool:
@@ -106,19 +92,20 @@ class Store:
         self._tmp = self.root / "tmp"
         self._blobs = self.root / "blobs" / "sha256"
         self._layers = self.root / "layers" / "sha256"
-        self._images = self.root / "images"
+        images = self.root / "images"
         self._containers = self.root / "containers"
         shutil.rmtree(self._tmp, ignore_errors=True)  # leftovers of a crashed daemon
-        for d in (self._tmp, self._blobs, self._layers, self._images, self._containers):
+        for d in (self._tmp, self._blobs, self._layers, images, self._containers):
             d.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()  # image records and the key-lock table
+        self._images = ImageRecords(images, self._tmp, durable)
+        self._lock = threading.Lock()  # the key-lock table
         self._key_locks: dict[str, threading.Lock] = {}
 
     def _key_lock(self, key: str) -> threading.Lock:
         with self._lock:
             return self._key_locks.setdefault(key, threading.Lock())
 
-    # -- temp files and atomic writes -------------------------------------------
+    # -- temp files ----------------------------------------------------------------
 
     def new_temp(self) -> Path:
         """A new, empty, uniquely named file inside ``root/tmp``."""
@@ -126,32 +113,11 @@ class Store:
         os.close(fd)
         return Path(name)
 
-    def _fsync_path(self, path: Path) -> None:
-        if self.durable:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-    def _write_json(self, final: Path, data: object) -> None:
-        fd, name = tempfile.mkstemp(dir=self._tmp, prefix="json-")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=1, sort_keys=True)
-                if self.durable:
-                    f.flush()
-                    os.fsync(f.fileno())
-            os.replace(name, final)
-        except BaseException:
-            Path(name).unlink(missing_ok=True)
-            raise
-
     # -- blobs ---------------------------------------------------------------------
 
     def blob_path(self, digest: str) -> Path:
         """Where the blob with this digest lives (whether or not it is there yet)."""
-        return self._blobs / _hex(digest)
+        return self._blobs / digest_hex(digest)
 
     def has_blob(self, digest: str) -> bool:
         """True if a committed blob with this digest is in the store."""
@@ -167,14 +133,15 @@ class Store:
         if temp.parent != self._tmp:
             raise ValueError(f"{temp} is not a temp file of this store")
         final = self.blob_path(digest)
-        self._fsync_path(temp)
+        if self.durable:
+            fsync_path(temp)
         os.replace(temp, final)
         return final
 
     # -- layers --------------------------------------------------------------------
 
     def _layer_home(self, diff_id: str) -> Path:
-        return self._layers / _hex(diff_id)
+        return self._layers / digest_hex(diff_id)
 
     def layer_dir(self, diff_id: str) -> Path:
         """The unpacked layer's directory, usable as one overlay lowerdir."""
@@ -205,9 +172,9 @@ class Store:
             work = Path(tempfile.mkdtemp(dir=self._tmp, prefix="layer-"))
             try:
                 size = self._unpack_verified(Path(blob_path), diff_id, media_type, work)
-                self._write_json(work / "meta.json",
-                                 {"diff_id": diff_id, "size": size,
-                                  "media_type": media_type})
+                write_json(self._tmp, work / "meta.json",
+                           {"diff_id": diff_id, "size": size, "media_type": media_type},
+                           self.durable)
                 os.rename(work, home)
             except LayerError:
                 shutil.rmtree(work, ignore_errors=True)
@@ -266,31 +233,7 @@ class Store:
                 return True
         return False
 
-    # -- images --------------------------------------------------------------------
-
-    def _refs(self) -> dict[str, str]:
-        try:
-            return json.loads((self._images / "refs.json").read_text())
-        except FileNotFoundError:
-            return {}
-
-    def _record(self, image_id: str) -> dict | None:
-        try:
-            return json.loads((self._images / f"{_hex(image_id)}.json").read_text())
-        except FileNotFoundError:
-            return None
-
-    def _with_tags(self, record: dict, refs: dict[str, str],
-                   matched_ref: str | None = None) -> dict:
-        """Fill in ``repo_tags`` and make ``ref`` a tag that names this image now
-        (the one asked for, if any), or the id when the image is dangling."""
-        tags = sorted(r for r, i in refs.items() if i == record["id"])
-        record["repo_tags"] = tags
-        if matched_ref is not None:
-            record["ref"] = matched_ref
-        elif record.get("ref") not in tags:
-            record["ref"] = tags[0] if tags else record["id"]
-        return record
+    # -- images (records and tags: launcher.images) ----------------------------------
 
     def put_image(self, ref: str, record: dict) -> None:
         """Store an image record (keyed by ``record['id']``) and tag it ``ref``.
@@ -298,50 +241,16 @@ class Store:
         Like ``docker pull``/``tag``: a ref moves to the new id; the old image
         keeps its record (a dangling image) until removed.
         """
-        missing = {"id", "config", "manifest_digest", "diff_ids", "size"} - set(record)
-        if missing:
-            raise ValueError(f"image record lacks {sorted(missing)}")
-        image_id = record["id"]
-        _hex(image_id)
-        with self._lock:
-            stored = {k: v for k, v in record.items() if k != "repo_tags"}
-            self._write_json(self._images / f"{_hex(image_id)}.json", stored)
-            refs = self._refs()
-            refs[normalize_ref(ref)] = image_id
-            self._write_json(self._images / "refs.json", refs)
-
-    def _resolve(self, name_or_id: str, refs: dict[str, str]) -> str | None:
-        ref = normalize_ref(name_or_id)
-        if ref in refs:
-            return refs[ref]
-        match = _HEX_PREFIX_RE.fullmatch(name_or_id)
-        if not match:
-            return None
-        prefix = match.group(1)
-        ids = [p.stem for p in self._images.glob(f"{prefix}*.json")
-               if len(p.stem) == 64]
-        return "sha256:" + ids[0] if len(ids) == 1 else None  # ambiguous: not found
+        self._images.put(ref, record)
 
     def get_image(self, name_or_id: str) -> dict | None:
         """The record for a ref (``lecture/hello:1``), a full id or an id prefix
         of at least 12 hex digits, with ``repo_tags`` filled in; None if unknown."""
-        with self._lock:
-            refs = self._refs()
-            image_id = self._resolve(name_or_id, refs)
-            record = self._record(image_id) if image_id else None
-            if record is None:
-                return None
-            ref = normalize_ref(name_or_id)
-            return self._with_tags(record, refs, ref if ref in refs else None)
+        return self._images.get(name_or_id)
 
     def list_images(self) -> list[dict]:
         """Every image record (one per id, tagged or dangling), sorted by id."""
-        with self._lock:
-            refs = self._refs()
-            records = [json.loads(p.read_text()) for p in self._images.glob("*.json")
-                       if p.name != "refs.json"]
-            return sorted((self._with_tags(r, refs) for r in records),
-                          key=lambda r: r["id"])
+        return self._images.all()
 
     def remove_image(self, ref: str) -> dict:
         """Untag ``ref`` (or, given an id, all its tags), like ``docker rmi``.
@@ -351,30 +260,8 @@ class Store:
         the record plus ``untagged`` (refs removed), ``deleted`` (bool) and
         ``removed_layers`` (diff_ids).  Raises ``KeyError`` for an unknown image.
         """
-        with self._lock:
-            refs = self._refs()
-            image_id = self._resolve(ref, refs)
-            record = self._record(image_id) if image_id else None
-            if record is None:
-                raise KeyError(ref)
-            if normalize_ref(ref) in refs:
-                untagged = [normalize_ref(ref)]
-            else:
-                untagged = sorted(r for r, i in refs.items() if i == image_id)
-            for r in untagged:
-                del refs[r]
-            self._write_json(self._images / "refs.json", refs)
-            deleted = image_id not in refs.values()
-            orphans: list[str] = []
-            if deleted:
-                (self._images / f"{_hex(image_id)}.json").unlink()
-                still_used = {d for p in self._images.glob("*.json")
-                              if p.name != "refs.json"
-                              for d in json.loads(p.read_text())["diff_ids"]}
-                orphans = [d for d in record["diff_ids"] if d not in still_used]
-        removed = [d for d in dict.fromkeys(orphans) if self.remove_layer(d)]
-        record.update(untagged=untagged, deleted=deleted, removed_layers=removed,
-                      repo_tags=sorted(r for r, i in refs.items() if i == image_id))
+        record, orphans = self._images.untag(ref)
+        record["removed_layers"] = [d for d in orphans if self.remove_layer(d)]
         return record
 
     # -- containers ----------------------------------------------------------------

@@ -13,7 +13,8 @@ The calls per command are the SDK's own sequence:
 * ``images.pull(ref)``: POST /images/create, then GET /images/{ref}/json.
 * ``containers.run(ref, cmd, remove=True)``: POST /containers/create; on 404
   the SDK pulls as above and creates again; then GET /containers/{id}/json,
-  POST start, GET logs (follow), POST wait, DELETE /containers/{id}.
+  POST start, GET logs (follow), GET /containers/{id}/json (the SDK checks
+  for a TTY), POST wait, DELETE /containers/{id}.
 * ``images.remove(ref)``: DELETE /images/{ref}.
 """
 from __future__ import annotations
@@ -62,6 +63,8 @@ class Client:
         yield from self.call(daemon.container_inspect, container_id)
         yield from self.call(daemon.container_start, request, container_id)
         yield from self.call(daemon.container_logs, container_id)
+        # the SDK inspects the container once more to learn whether it has a TTY
+        yield from self.call(daemon.container_inspect, container_id)
         yield from self.call(daemon.container_wait, container_id)
         return (yield from self.call(daemon.container_delete, request, container_id))
 

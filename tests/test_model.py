@@ -170,7 +170,7 @@ def test_extraction_of_lower_layers_overlaps_later_downloads():
 
 
 def test_extract_rate_interpolates_between_random_and_compressible():
-    costs = Costs()  # 400e6 B/s for random data, 1.2e9 B/s in the compressible limit
+    costs = Costs(extract_random_Bps=400e6, extract_compressible_Bps=1.2e9, extract_fixed_s=0.002)
     assert costs.extract_Bps(1.0) == pytest.approx(400e6)
     # c = 2: 1/r = 1/1.2e9 + (1/400e6 - 1/1.2e9)/2 = (1 + 1)/1.2e9 -> 600e6 B/s
     assert costs.extract_Bps(2.0) == pytest.approx(600e6)
@@ -235,14 +235,14 @@ CONTAINER_COSTS = Costs.free(api_call_s=A_S, create_s=0.004, start_s=0.012,
 
 def test_second_run_is_the_sum_of_fixed_costs():
     # Cached image: create (a + 0.004), inspect (a), start (a + 0.012), logs (a),
-    # wait (a: the process exited 0.001 s after exec, before the wait arrived 2a
-    # later), delete (a + 0.006) = 6a + 0.022 = 0.034 s.  Exec happens 2.5a + 0.016
+    # inspect again (a), wait (a: the process exited 0.001 s after exec, before
+    # the wait arrived 3a later), delete (a + 0.006) = 7a + 0.022 = 0.036 s.  Exec happens 2.5a + 0.016
     # = 0.021 s after sending.  No pull row, pull_s 0.
     rows = simulate(world(image("a:1", layer("l", 10)), step("run", "a:1", repeat=2)),
                     costs=CONTAINER_COSTS)
     assert phase_rows(rows, "pull", "s0-c0-r1") == []
     metrics = request_metrics(rows)[(0, "s0-c0-r1")]
-    assert close(metrics["total_s"], 6 * A_S + 0.004 + 0.012 + 0.006)
+    assert close(metrics["total_s"], 7 * A_S + 0.004 + 0.012 + 0.006)
     assert close(metrics["startup_s"], 2.5 * A_S + 0.004 + 0.012)
     assert metrics["pull_s"] == 0.0
     sent = one(rows, "request", "s0-c0-r1").start_s
@@ -270,7 +270,8 @@ def test_cold_run_metrics_by_hand():
     #          pull_fixed 0.005 -> 0.652: pull_s = 0.652 - 0.003 = 0.649; answer at 0.653
     # 0.653    GET image -> 0.655; POST create -> 0.661; GET container -> 0.663
     # 0.663    POST start: exec at 0.664 + 0.012 = 0.676 = startup_s; answer 0.677
-    # 0.677    logs -> 0.679; wait (exit seen 0.677) -> 0.681; delete 0.682 + 0.006 -> 0.689
+    # 0.677    logs -> 0.679; inspect -> 0.681; wait (exit seen 0.677) -> 0.683
+    # 0.683    delete: the daemon removes at 0.684 + 0.006 = 0.690; answer 0.691
     costs = Costs.free(api_call_s=0.002, registry_request_s=0.001, extract_random_Bps=1e8,
                        extract_fixed_s=0.01, pull_fixed_s=0.005, create_s=0.004,
                        start_s=0.012, exit_s=0.001, remove_s=0.006)
@@ -285,10 +286,10 @@ def test_cold_run_metrics_by_hand():
     assert span(one(rows, "create")) == (0.656, 0.66)
     assert span(one(rows, "start")) == (0.664, 0.676)
     assert span(one(rows, "run")) == (0.676, 0.677)
-    assert span(one(rows, "remove")) == (0.682, 0.688)
+    assert span(one(rows, "remove")) == (0.684, 0.69)
     summary = summarize(all_rows, scenario.name, "sim", "model", scenario.replications)
     (request,) = summary["requests"]
-    assert (request["pull_s"], request["startup_s"], request["total_s"]) == (0.649, 0.676, 0.689)
+    assert (request["pull_s"], request["startup_s"], request["total_s"]) == (0.649, 0.676, 0.691)
 
 
 def test_rmi_then_run_pulls_again():
