@@ -85,7 +85,12 @@ def _client_thread(ctx: RunContext, step_index: int, client_index: int, client: 
                 errors.append(f"request {rid} ({step.command} {step.image}): {exc}")
             return
         done = time.monotonic()
-        found = _phase_rows(ctx, client, rid, base, t0)
+        try:
+            found = _phase_rows(ctx, client, rid, base, t0)
+        except Exception as exc:  # else the thread would die and its rows go missing unnoticed
+            with lock:
+                errors.append(f"request {rid}: the daemon's phases could not be read: {exc}")
+            return
         with lock:
             rows.append(PhaseRow(**base, phase="request", layer="", start_s=round(sent - t0, 6),
                                  end_s=round(done - t0, 6), bytes=None))

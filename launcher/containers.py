@@ -198,9 +198,9 @@ class ContainerManager:
         try:
             runtime.unmount_rootfs(container.dir)
             self.store.remove_container_dir(container.id)
+            self.phases.record(tag, "remove", began)
         finally:
-            container.removed.set()
-        self.phases.record(tag, "remove", began)
+            container.removed.set()  # after the record: a waiter may fetch the phases next
 
     def shutdown(self) -> None:
         """Stop every container and unmount every rootfs (the daemon is exiting)."""

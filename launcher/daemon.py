@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
+import signal
 import socket
 import threading
 import time
@@ -62,6 +63,7 @@ class Daemon:
         r.add("POST", "/containers/{id}/wait", self.wait)
         r.add("GET", "/containers/{id}/logs", self.logs)
         r.add("POST", "/containers/{id}/stop", self.stop)
+        r.add("POST", "/containers/{id}/kill", self.kill)
         r.add("DELETE", "/containers/{id}", self.remove)
         r.add("GET", "/docksim/phases", lambda req: {"events": self.phases.take(req.arg("request"))})
         return r
@@ -71,8 +73,11 @@ class Daemon:
         return {"Platform": {"Name": "docksim"}, "Version": VERSION, "ApiVersion": API_VERSION,
                 "MinAPIVersion": "1.24", "GitCommit": "", "GoVersion": f"python{platform.python_version()}",
                 "Os": "linux", "Arch": host_arch(), "KernelVersion": platform.release(),
-                "BuildTime": "", "Components": [{"Name": "Engine", "Version": VERSION,
-                                                 "Details": {"ApiVersion": API_VERSION}}]}
+                "BuildTime": "", "Components": [{"Name": "Engine", "Version": VERSION, "Details": {
+                    "ApiVersion": API_VERSION, "MinAPIVersion": "1.24", "Os": "linux",
+                    "Arch": host_arch(), "KernelVersion": platform.release(),
+                    "GoVersion": f"python{platform.python_version()}", "GitCommit": "",
+                    "BuildTime": "", "Experimental": "false"}}]}
 
     def info(self, req: Request) -> dict:
         containers = self.containers.all()
@@ -160,28 +165,45 @@ class Daemon:
     def start(self, req: Request) -> None:
         self.containers.start(self._container(req), req.request_tag)
 
-    def wait(self, req: Request) -> dict:
+    def wait(self, req: Request) -> None:
         """`POST /containers/{id}/wait?condition=`: `not-running` (the default)
         answers at once unless the container runs, `next-exit` waits for its exit
         (the CLI asks before it starts the container), `removed` for its removal
-        (`docker run --rm`)."""
+        (`docker run --rm`).  As dockerd does, the status line and headers go out
+        at once and the body when the condition is met: the docker CLI's wait
+        call returns only with the headers, and it starts the container after."""
         container = self._container(req)
         condition = req.arg("condition") or "not-running"
-        if condition == "not-running":
-            if container.status == "running":
-                container.exited.wait()
-        elif condition == "next-exit":
-            container.exited.wait()
-        elif condition == "removed":
-            container.removed.wait()
-        else:
+        events = {"not-running": container.exited if container.status == "running" else None,
+                  "next-exit": container.exited, "removed": container.removed}
+        if condition not in events:
             raise ApiError(400, f"invalid condition: {condition!r}")
-        return {"StatusCode": container.exit_code, "Error": None}
+        stream = req.start_stream("application/json")
+        if events[condition] is not None:
+            events[condition].wait()
+        stream.json({"StatusCode": container.exit_code, "Error": None})
 
     def stop(self, req: Request) -> None:
         container = self._container(req)
         timeout = req.arg("t") or req.arg("timeout")
         self.containers.stop(container, float(timeout) if timeout else 10.0)
+
+    def kill(self, req: Request) -> None:
+        """`docker kill [-s SIGNAL]`: one signal to the container's PID 1 (SIGKILL by
+        default, which is waited for, as dockerd does); 409 if it is not running."""
+        container = self._container(req)
+        if container.status != "running":
+            raise ApiError(409, f"Cannot kill container: {container.id[:12]}: "
+                           f"container {container.id} is not running")
+        name = req.arg("signal") or "SIGKILL"
+        try:
+            sig = (signal.Signals(int(name)) if name.isdigit()
+                   else signal.Signals["SIG" + name.upper().removeprefix("SIG")])
+        except (KeyError, ValueError):
+            raise ApiError(400, f"Invalid signal: {name}") from None
+        container.process.kill(sig)
+        if sig == signal.SIGKILL:
+            container.exited.wait(10.0)
 
     def remove(self, req: Request) -> None:
         self.containers.remove(self._container(req), req.flag("force"), req.request_tag)
@@ -219,7 +241,7 @@ class Daemon:
         with handle:
             handle.seek(offset)
             while True:
-                done = container.exited.is_set() or not follow
+                done = container.exited.is_set() or container.removed.is_set() or not follow
                 data = handle.read()
                 if data:
                     stream.write(b"\x01\x00\x00\x00" + len(data).to_bytes(4, "big") + data)

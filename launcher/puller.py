@@ -17,7 +17,7 @@ import hashlib
 import json
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from typing import Callable
 
 from launcher.phases import PhaseLog
@@ -61,7 +61,8 @@ class PullManager:
         if len(layers) != len(diff_ids):
             raise PullError(f"{ref}: manifest has {len(layers)} layers, config has {len(diff_ids)}")
         owned, waits = self._claim(layers, diff_ids, progress)
-        fetched = {diff_id: self._start_download(where, desc, tag, progress)
+        cancel = threading.Event()
+        fetched = {diff_id: self._start_download(where, desc, tag, progress, cancel)
                    for desc, diff_id in zip(layers, diff_ids) if diff_id in owned}
         try:
             for desc, diff_id in zip(layers, diff_ids):
@@ -71,15 +72,26 @@ class PullManager:
                     waits[diff_id].result()
                     progress({"status": "Pull complete", "progressDetail": {},
                               "id": short_id(desc["digest"])})
+        except BaseException:
+            # like dockerd cancelling the pull's context: the other downloads stop,
+            # and the client hears of the failure once they have cleaned up
+            cancel.set()
+            wait(fetched.values())
+            raise
         finally:
             self._release(owned)
+        previous = self.store.get_image(ref)
+        up_to_date = previous is not None and previous.get("manifest_digest") == manifest_digest
         record = {"id": config_digest, "ref": ref, "manifest_digest": manifest_digest,
                   "config": config, "diff_ids": diff_ids,
-                  "size": sum(int(d.get("size", 0)) for d in layers), "created": time.time()}
+                  # dockerd's image size: the layers' unpacked content, not the download
+                  "size": sum(self.store.layer_size(d) for d in dict.fromkeys(diff_ids)),
+                  "created": previous.get("created", time.time()) if up_to_date else time.time()}
         self.store.put_image(ref, record)
         self.phases.record(tag, "pull", began)
         progress({"status": f"Digest: {manifest_digest}"})
-        progress({"status": f"Status: Downloaded newer image for {ref}"})
+        progress({"status": f"Status: Image is up to date for {ref}" if up_to_date
+                  else f"Status: Downloaded newer image for {ref}"})
         return record
 
     def _resolve(self, client: RegistryClient, where, ref: str, tag: str):
@@ -129,27 +141,33 @@ class PullManager:
                     future.set_exception(PullError(f"layer {diff_id[:19]}: the pull that fetched it failed"))
                 self._registering.pop(diff_id, None)
 
-    def _start_download(self, where, desc: dict, tag: str, progress: Progress) -> Future:
+    def _start_download(self, where, desc: dict, tag: str, progress: Progress,
+                        cancel: threading.Event) -> Future:
         """Fetch one blob on its own thread once a download slot is free."""
         result: Future = Future()
 
         def run() -> None:
             try:
-                result.set_result(self._download(where, desc, tag, progress))
+                result.set_result(self._download(where, desc, tag, progress, cancel))
             except BaseException as exc:  # handed to the pull's thread, which reports it
                 result.set_exception(exc)
 
         threading.Thread(target=run, name=f"download-{short_id(desc['digest'])}", daemon=True).start()
         return result
 
-    def _download(self, where, desc: dict, tag: str, progress: Progress):
+    def _download(self, where, desc: dict, tag: str, progress: Progress,
+                  cancel: threading.Event):
         digest, size = desc["digest"], int(desc["size"])
         layer_id = short_id(digest)
         with self._slots:
+            if cancel.is_set():
+                raise PullError(f"layer {layer_id}: download cancelled")
             began = time.monotonic()
             shown = [None]
 
             def on_bytes(received: int) -> None:
+                if cancel.is_set():  # the pull failed elsewhere: stop, drop the temp file
+                    raise PullError(f"layer {layer_id}: download cancelled")
                 # like dockerd's progress reader: the first update at once, the
                 # last one always, and at most one per PROGRESS_EVERY_S between
                 now = time.monotonic()
