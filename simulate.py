@@ -62,8 +62,12 @@ def measure_to(scenario: Scenario, out: Path, console) -> tuple[list, dict]:
     from analysis.report import write_trace_dir
     from harness.measure import measure
     with console.status("measuring") as status:
-        rows = measure(scenario, progress=lambda message: status.update(f"measuring: {message}"),
-                       keep_logs=out / "logs")
+        def progress(message: str) -> None:
+            if message.startswith("warning:"):
+                console.print(message)  # stays on screen, unlike the status line
+            else:
+                status.update(f"measuring: {message}")
+        rows = measure(scenario, progress=progress, keep_logs=out / "logs")
     return rows, write_trace_dir(rows, out, scenario, "real", "launcher", _meta(scenario, {}))
 
 

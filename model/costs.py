@@ -24,7 +24,7 @@ class Costs:
     # the daemon's unix socket plus the SDK's own work (JSON, model objects),
     # not counting the daemon's work.  A bare keep-alive round trip measured
     # 0.63 ms here; whole `containers.run` calls put the SDK's share near 0.6 ms.
-    api_call_s: float = 0.0012
+    api_call_s: float = 0.0013
     # The registry's own time to answer one request, on top of the link's RTT
     # (handler, disk lookup); paid by every /v2/, manifest, config and blob GET.
     registry_request_s: float = 0.0023

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -72,3 +73,21 @@ def test_missing_file_and_bad_seed(tmp_path):
     assert result.returncode == 2 and "no such scenario file" in result.stderr
     result = cli("run", "scenarios/hello.toml", "--out", str(tmp_path / "o"), "--seed", "-3")
     assert result.returncode == 2 and "--seed" in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="util-linux unshare is missing")
+def test_without_root_measure_says_why_and_compare_writes_the_simulated_half(tmp_path):
+    """In a fresh user namespace with no uid mapped, the process is not root (its
+    euid is the overflow uid), as for a user without sudo."""
+    def unprivileged(*args):
+        return subprocess.run(["unshare", "--user", sys.executable, str(PROJECT / "simulate.py"), *args],
+                              capture_output=True, text=True, cwd=PROJECT, timeout=120)
+    result = unprivileged("measure", "scenarios/hello.toml", "--out", str(tmp_path / "m"))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "needs root" in lines[0], result.stderr
+    result = unprivileged("compare", "scenarios/hello.toml", "--out", str(tmp_path / "c"))
+    assert result.returncode == 0, result.stderr
+    assert "not measured" in result.stdout and "needs root" in result.stdout
+    assert (tmp_path / "c/sim/trace.csv").exists() and not (tmp_path / "c/real").exists()
+    assert not (tmp_path / "c/comparison.csv").exists()
