@@ -1,0 +1,12 @@
+"""simulate.py's commands, one module per group; each module has `register(subparsers)`
+that adds its commands with `func(args, console) -> exit status`."""
+from __future__ import annotations
+
+import importlib
+
+# Order is the order of `simulate.py --help`.
+MODULES = ("cli.experiment",)
+
+
+def command_modules():
+    return [importlib.import_module(name) for name in MODULES]
