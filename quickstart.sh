@@ -10,6 +10,15 @@ cd "$(dirname "$0")"
 # Debian packages: busybox-static gives the images a userland; skopeo is a real
 # registry client the interop tests use.
 packages=(busybox-static skopeo)
+# The engine's interop tests and bench/engine_speed.py drive real peers: docker.io
+# (dockerd and the 20.10 CLI), docker-registry (the CNCF registry, a push target),
+# runc and crun (the bare-runtime floor), hyperfine (the timer).
+packages+=(docker.io docker-registry runc crun hyperfine)
+# umoci builds the OCI image the interop tests run on docksim's daemon and under runc.
+packages+=(umoci)
+# Kernel networks (harness/netns.py): ip and tc from iproute2; ethtool turns the
+# veths' offloads off so that frames are wire-sized.
+packages+=(iproute2 ethtool)
 python3 -c 'import ensurepip' 2>/dev/null || packages+=(python3-venv)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -154,8 +154,17 @@ def plot_comparison(ax: Axes, sim_rows: list[PhaseRow], real_rows: list[PhaseRow
 
 def comparison_figure(sim_rows: list[PhaseRow], real_rows: list[PhaseRow],
                       title: str | None = None, replication: int | None = 0,
-                      *, normalise: bool = True) -> Figure:
-    """A lecture-style 16:9 figure holding one ``plot_comparison``."""
+                      *, normalise: bool = True,
+                      docker_rows: list[PhaseRow] | None = None) -> Figure:
+    """A lecture-style 16:9 figure holding one ``plot_comparison``.
+
+    With ``docker_rows`` (a trace measured with ``engine = "docker"``) it holds
+    the three-way chart instead: model vs docksim's engine vs Docker, three
+    bars per request (``analysis.engines_chart.plot_engines``).
+    """
+    if docker_rows:
+        from analysis.engines_chart import engines_figure
+        return engines_figure(sim_rows, real_rows, docker_rows, replication, title=title)
     fig, ax = lecture_figure()
     with lecture_style():
         plot_comparison(ax, sim_rows, real_rows, replication, normalise=normalise, title=title)

@@ -146,6 +146,9 @@ def _legend(ax: Axes, rows: list[PhaseRow]) -> None:
               title=SOURCE_NAMES.get(source, source), alignment="left")
 
 
+MAX_REQUESTS = 20  # lanes drawn at most; the rest are counted in the title
+
+
 def _axis_start_s(rows: list[PhaseRow]) -> float:
     """0 (the scenario's start) unless the rows begin late: then zoom on them."""
     first_s, last_s = min(row.start_s for row in rows), max(row.end_s for row in rows)
@@ -173,6 +176,12 @@ def plot_timeline(ax: Axes, rows: list[PhaseRow], replication: int | None = 0,
         raise ValueError("plot_timeline: the trace has no rows")
     replication = resolve_replication(rows, replication)
     groups = by_request(rows, replication)
+    shown_note = ""
+    if len(groups) > MAX_REQUESTS:
+        # a slide cannot show a thousand lanes, and drawing them takes minutes
+        first = sorted(groups, key=lambda r: min(row.start_s for row in groups[r]))[:MAX_REQUESTS]
+        shown_note = f", first {MAX_REQUESTS} of {len(groups)}"
+        groups = {request: groups[request] for request in groups if request in first}
     if detail is None:
         detail = sum(1 + len(_sub_rows(g)) for g in groups.values()) <= MAX_DETAIL_ROWS
     blocks = _blocks(groups, detail)
@@ -198,6 +207,7 @@ def plot_timeline(ax: Axes, rows: list[PhaseRow], replication: int | None = 0,
         name = SOURCE_NAMES.get(source, source).capitalize()
         title = f"{name} timeline (replication {replication})"
     if title:
+        title += shown_note
         ax.set_title(title, loc="left")
     _legend(ax, chosen)
     return ax

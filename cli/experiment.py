@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from cli.calibration import add_options
 from cli.common import meta, summary_table
 from vocab.schema import ScenarioError
 from vocab.scenario import Scenario, load_scenario
@@ -13,7 +14,8 @@ from vocab.scenario import Scenario, load_scenario
 
 def load(args: argparse.Namespace) -> Scenario:
     """The scenario named on the command line, with --seed applied; checks --out."""
-    scenario = load_scenario(args.scenario)
+    from sweep.grid import single_overrides
+    scenario = load_scenario(args.scenario, overrides=single_overrides(args.set))
     if args.seed is not None:
         if args.seed < 0:
             raise ScenarioError(f"--seed: must not be negative, not {args.seed}")
@@ -23,20 +25,21 @@ def load(args: argparse.Namespace) -> Scenario:
     return scenario
 
 
-def simulate_to(scenario: Scenario, out: Path) -> tuple[list, dict]:
+def simulate_to(scenario: Scenario, out: Path, args, console) -> tuple[list, dict]:
     import dataclasses
 
     import simpy
 
     import model
     from analysis.report import write_trace_dir
-    costs = model.Costs()
+    from cli.calibration import resolve_costs
+    costs, source = resolve_costs(args.calibration, args.engine, console)
     rows = model.simulate(scenario, costs=costs)
-    extra = {"simpy": simpy.__version__, "costs": dataclasses.asdict(costs)}
+    extra = {"simpy": simpy.__version__, "costs": dataclasses.asdict(costs), "costs_from": source}
     return rows, write_trace_dir(rows, out, scenario, "sim", "model", meta(scenario, extra))
 
 
-def measure_to(scenario: Scenario, out: Path, console) -> tuple[list, dict]:
+def measure_to(scenario: Scenario, out: Path, engine: str, console) -> tuple[list, dict]:
     from analysis.report import write_trace_dir
     from harness.measure import measure
     with console.status("measuring") as status:
@@ -45,13 +48,13 @@ def measure_to(scenario: Scenario, out: Path, console) -> tuple[list, dict]:
                 console.print(message)  # stays on screen, unlike the status line
             else:
                 status.update(f"measuring: {message}")
-        rows = measure(scenario, progress=progress, keep_logs=out / "logs")
-    return rows, write_trace_dir(rows, out, scenario, "real", "launcher", meta(scenario, {}))
+        rows = measure(scenario, progress=progress, keep_logs=out / "logs", engine=engine)
+    return rows, write_trace_dir(rows, out, scenario, "real", engine, meta(scenario, {}))
 
 
 def cmd_run(args, console) -> int:
     scenario = load(args)
-    _, summary = simulate_to(scenario, args.out)
+    _, summary = simulate_to(scenario, args.out, args, console)
     console.print(summary_table(summary, f"{scenario.name}: simulated (median of "
                                          f"{scenario.replications} replications)"))
     console.print(f"wrote {args.out}/trace.csv, summary.json, timeline.png, timeline.svg")
@@ -59,14 +62,14 @@ def cmd_run(args, console) -> int:
 
 
 def cmd_measure(args, console) -> int:
-    from harness.measure import why_not_measurable
+    from harness.measure import why_not_measurable, why_not_playable
     scenario = load(args)
-    reason = why_not_measurable()
+    reason = why_not_measurable(args.engine) or why_not_playable(scenario)
     if reason:
         print(f"docksim: {reason}", file=sys.stderr)
         return 2
-    _, summary = measure_to(scenario, args.out, console)
-    console.print(summary_table(summary, f"{scenario.name}: measured on docksim's engine "
+    _, summary = measure_to(scenario, args.out, args.engine, console)
+    console.print(summary_table(summary, f"{scenario.name}: measured on the {args.engine} engine "
                                          f"(median of {scenario.replications} replications)"))
     console.print(f"wrote {args.out}/trace.csv, summary.json, timeline.png, timeline.svg")
     return 0
@@ -76,16 +79,16 @@ def cmd_compare(args, console) -> int:
     from analysis.compare import comparison_rows, error_table, format_table, write_comparison_csv
     from analysis.comparison_chart import comparison_figure
     from analysis.style import save_figure
-    from harness.measure import why_not_measurable
+    from harness.measure import why_not_measurable, why_not_playable
     scenario = load(args)
-    sim_rows, sim_summary = simulate_to(scenario, args.out / "sim")
+    sim_rows, sim_summary = simulate_to(scenario, args.out / "sim", args, console)
     console.print(summary_table(sim_summary, f"{scenario.name}: simulated"))
-    reason = why_not_measurable()
+    reason = why_not_measurable(args.engine) or why_not_playable(scenario)
     if reason:
         console.print(f"[bold]not measured:[/bold] {reason}; wrote only the simulated half "
                       f"to {args.out}/sim")
         return 0
-    real_rows, real_summary = measure_to(scenario, args.out / "real", console)
+    real_rows, real_summary = measure_to(scenario, args.out / "real", args.engine, console)
     console.print(summary_table(real_summary, f"{scenario.name}: measured"))
     rows = comparison_rows(sim_summary, real_summary)
     write_comparison_csv(rows, args.out / "comparison.csv")
@@ -108,4 +111,8 @@ def register(sub) -> None:
         p.add_argument("scenario", type=Path, help="scenario file (TOML)")
         p.add_argument("--out", type=Path, required=True, help="output directory")
         p.add_argument("--seed", type=int, help="override [scenario] seed")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override a scenario value, e.g. network.bandwidth_mbps=10 "
+                       "or step[0].clients=2 (repeatable)")
+        add_options(p)
         p.set_defaults(func=func)

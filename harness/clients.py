@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import docker
 
@@ -34,6 +34,7 @@ class RunContext:
     replication: int
     engine: str                   # launcher | docker
     layer_names: dict[str, str]   # short layer id (12 hex) -> scenario layer name
+    layer_sizes: dict[str, int] = field(default_factory=dict)  # short layer id -> content bytes
     node: str = "node"
 
 
@@ -55,17 +56,33 @@ def _send(client: docker.DockerClient, step: Step) -> None:
         raise ValueError(step.command)
 
 
-def _phase_rows(ctx: RunContext, client: docker.DockerClient, tag: str, base: dict,
-                t0: float) -> list[PhaseRow]:
+def _launcher_request(ctx: RunContext, client: docker.DockerClient, step: Step,
+                      tag: str) -> tuple[float, list[dict]]:
+    """docksim's daemon: the SDK's high-level call, then the daemon's own phase record."""
+    _send(client, step)
+    done = time.monotonic()
     answer = client.api.get(f"{client.api.base_url}/docksim/phases", params={"request": tag})
     answer.raise_for_status()
-    rows = []
-    for event in answer.json()["events"]:
-        rows.append(PhaseRow(**base, phase=event["phase"],
-                             layer=ctx.layer_names.get(event["layer"], event["layer"]),
-                             start_s=round(event["start"] - t0, 6), end_s=round(event["end"] - t0, 6),
-                             bytes=event["bytes"]))
-    return rows
+    return done, answer.json()["events"]
+
+
+def _docker_request(ctx: RunContext, client: docker.DockerClient, step: Step,
+                    tag: str) -> tuple[float, list[dict]]:
+    """The real dockerd: phases read from its progress stream and the timed API calls."""
+    from harness.docker_client import play
+    events = play(client, step, container_command(step), ctx.layer_sizes)
+    return time.monotonic(), events
+
+
+DRIVERS = {"launcher": _launcher_request, "docker": _docker_request}
+
+
+def _rows(ctx: RunContext, events: list[dict], base: dict, t0: float) -> list[PhaseRow]:
+    return [PhaseRow(**base, phase=event["phase"],
+                     layer=ctx.layer_names.get(event["layer"], event["layer"]),
+                     start_s=round(event["start"] - t0, 6), end_s=round(event["end"] - t0, 6),
+                     bytes=event["bytes"])
+            for event in events]
 
 
 def _client_thread(ctx: RunContext, step_index: int, client_index: int, client: docker.DockerClient,
@@ -79,18 +96,12 @@ def _client_thread(ctx: RunContext, step_index: int, client_index: int, client: 
         client.api.headers[TAG_HEADER] = rid
         sent = time.monotonic()
         try:
-            _send(client, step)
+            done, events = DRIVERS[ctx.engine](ctx, client, step, rid)
         except Exception as exc:  # reported with the request that failed; the others go on
             with lock:
                 errors.append(f"request {rid} ({step.command} {step.image}): {exc}")
             return
-        done = time.monotonic()
-        try:
-            found = _phase_rows(ctx, client, rid, base, t0)
-        except Exception as exc:  # else the thread would die and its rows go missing unnoticed
-            with lock:
-                errors.append(f"request {rid}: the daemon's phases could not be read: {exc}")
-            return
+        found = _rows(ctx, events, base, t0)
         with lock:
             rows.append(PhaseRow(**base, phase="request", layer="", start_s=round(sent - t0, 6),
                                  end_s=round(done - t0, 6), bytes=None))

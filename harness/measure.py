@@ -29,8 +29,10 @@ START_TIMEOUT_S = 30
 Progress = Callable[[str], None]
 
 
-def why_not_measurable() -> str | None:
+def why_not_measurable(engine: str = "launcher") -> str | None:
     """One line saying why this machine cannot measure, or None when it can."""
+    if engine == "docker" and shutil.which("dockerd") is None:
+        return "measure --engine docker needs dockerd (apt-get install docker.io)"
     if sys.platform != "linux":
         return "measure needs Linux (namespaces and overlayfs)"
     if os.geteuid() != 0:
@@ -39,6 +41,29 @@ def why_not_measurable() -> str | None:
     if "overlay" not in Path("/proc/filesystems").read_text():
         return "measure needs overlayfs, which this kernel does not offer (modprobe overlay)"
     return None
+
+
+def why_not_playable(scenario: Scenario) -> str | None:
+    """One line naming what the real engine cannot play yet in this scenario, or None."""
+    problems = []
+    if len(scenario.node_names()) > 1:
+        problems.append("more than one node")
+    if scenario.distribution.mode != "registry":
+        problems.append(f"distribution mode {scenario.distribution.mode!r}")
+    registry = scenario.registry
+    if (registry.auth != "none" or registry.rate_limit or registry.error_rate or registry.reset_rate
+            or registry.workers or registry.request_ms is not None):
+        problems.append("[registry] settings")
+    if any(group.cached or group.cache_mb is not None for group in scenario.nodes):
+        problems.append("pre-cached images or a cache size")
+    if any(step.arrivals != "fixed" or len(step.choices) > 1 or step.retries for step in scenario.steps):
+        problems.append("Poisson arrivals, image choices or retries in a step")
+    if scenario.daemon.cores is not None or scenario.daemon.api_workers is not None:
+        problems.append("[daemon] cores or api_workers")
+    if not problems:
+        return None
+    return (f"{scenario.source or scenario.name}: the real engine cannot play "
+            f"{', '.join(problems)} yet (simulate it with `run`)")
 
 
 def cache_dir() -> Path:
@@ -132,10 +157,29 @@ def run_daemon(scenario: Scenario, registry_url: str, work: Path, replication: i
         remove_tree(root)
 
 
+@contextmanager
+def run_docker_engine(scenario: Scenario, registry_url: str, work: Path, replication: int) -> Iterator[str]:
+    """A fresh real dockerd, with docksim's registry as its Docker Hub mirror, so
+    the scenario's image names (no registry host) resolve there as they do for
+    docksim's daemon."""
+    from harness.dockerd import DockerdUnavailable, run_dockerd
+    extra = ["--registry-mirror", registry_url,
+             "--max-concurrent-downloads", str(scenario.daemon.max_concurrent_downloads)]
+    try:
+        with run_dockerd(work, extra) as sock:
+            yield sock
+    except DockerdUnavailable as exc:
+        raise MeasureError(str(exc)) from None
+
+
+ENGINES = {"launcher": run_daemon, "docker": run_docker_engine}
+
+
 def measure(scenario: Scenario, progress: Progress = lambda message: None,
-            keep_logs: Path | None = None) -> list[PhaseRow]:
-    """Run every replication for real; return the trace rows (source real, engine launcher)."""
-    reason = why_not_measurable()
+            keep_logs: Path | None = None, engine: str = "launcher") -> list[PhaseRow]:
+    """Run every replication for real on `engine` (launcher: docksim's daemon;
+    docker: a real dockerd); return the trace rows (source real)."""
+    reason = why_not_measurable(engine) or why_not_playable(scenario)
     if reason:
         raise MeasureError(reason)
     work = Path(tempfile.mkdtemp(prefix="docksim-measure-"))
@@ -146,11 +190,12 @@ def measure(scenario: Scenario, progress: Progress = lambda message: None,
         for warning in report.warnings:
             progress(f"warning: {warning}")
         names = {layer.digest.split(":", 1)[1][:12]: name for name, layer in report.layers.items()}
+        sizes = {short: report.layers[name].content_bytes for short, name in names.items()}
         with serve_registry(scenario, work / "registry", work) as registry_url:
             for replication in range(scenario.replications):
                 progress(f"replication {replication + 1} of {scenario.replications}")
-                with run_daemon(scenario, registry_url, work, replication) as sock:
-                    ctx = RunContext(scenario, sock, replication, "launcher", names)
+                with ENGINES[engine](scenario, registry_url, work, replication) as sock:
+                    ctx = RunContext(scenario, sock, replication, engine, names, sizes)
                     rows.extend(run_clients(ctx))
     finally:
         if keep_logs is not None:

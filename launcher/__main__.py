@@ -3,12 +3,9 @@ in the foreground, like `dockerd`; SIGTERM or Ctrl-C stops it cleanly."""
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import signal
 import sys
 
-from launcher.daemon import Daemon
+from launcher.service import serve_foreground
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,23 +15,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--registry", default="http://127.0.0.1:5000",
                         help="registry for image names without a host (as Docker Hub is for dockerd)")
     parser.add_argument("--max-concurrent-downloads", type=int, default=3)
+    parser.add_argument("--extract", choices=("serial", "parallel"), default="serial", help="layers bottom to top (Docker) or each as its bytes arrive")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s daemon %(message)s")
-    if os.geteuid() != 0:
-        print("docksim daemon: needs root (namespaces, mounts); rootless mode is not there yet",
-              file=sys.stderr)
-        return 2
-    daemon = Daemon(args.root, args.registry, args.max_concurrent_downloads)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: daemon.shutdown())
-    try:
-        daemon.serve(args.socket)
-    except OSError as exc:
-        print(f"docksim daemon: cannot listen: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return serve_foreground(args.socket, args.root, args.registry,
+                            args.max_concurrent_downloads, args.log_level, extract=args.extract)
 
 
 if __name__ == "__main__":

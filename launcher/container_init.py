@@ -5,7 +5,13 @@ relaying the exit status): ``waiter`` unshares the mount, UTS, IPC, network and 
 namespaces and forks PID 1, which mounts a fresh /proc, a minimal /dev and a
 read-only /sys, pivots into the rootfs, masks kernel interfaces as Docker's default
 spec does, sets hostname, loopback, working directory, user and stdio, resolves
-argv[0] like Go's ``exec.LookPath`` and execs it.
+argv[0] like Go's ``exec.LookPath`` and execs it.  Just before it gives up root,
+PID 1 writes itself into the container's cgroups through files the daemon opened
+(after pivot_root the host's /sys/fs/cgroup is out of sight), so that the memory
+the forked runtime touched before is charged to the daemon, not to the container.
+The waiter also plays containerd-shim's other part and the log driver: it reads
+the container's stdout and stderr pipes and appends them to the log file as
+``launcher.logs`` records.
 
 Everything here runs in a forked child of a multi-threaded daemon: only ``os`` and
 the ``linux`` ctypes wrappers prepared before the fork, no logging, no imports.  The
@@ -17,11 +23,14 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import signal
 import stat
+import time
 from typing import NamedTuple
 
 from launcher import linux
+from launcher.logs import STDERR, STDOUT, record
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NAMESPACES = (linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC
@@ -46,7 +55,8 @@ class InitSpec(NamedTuple):
     env: list[str]
     cwd: str
     hostname: str
-    ids: tuple[int, int] | None  # (uid, gid); None keeps root
+    ids: tuple[int, int, tuple[int, ...]] | None  # (uid, gid, groups); None keeps root
+    cgroup_fds: tuple[int, ...] = ()             # open cgroup.procs files to join
 
 
 def exit_code(status: int) -> int:
@@ -68,20 +78,28 @@ def _report(err_w: int, message: str) -> None:
     os.write(err_w, ("error " + message.replace("\n", " ") + "\n").encode()[:4000])
 
 
-def waiter(spec: InitSpec, null_fd: int, out_fd: int, exec_w: int,
+def waiter(spec: InitSpec, null_fd: int, log_fd: int | None, exec_w: int,
            err_w: int) -> None:
-    """First child: new namespaces, fork PID 1, relay its exit status.  Never
-    returns: it ends in ``os._exit``."""
+    """First child: new namespaces, fork PID 1, keep its output, relay its exit
+    status.  Never returns: it ends in ``os._exit``."""
     try:
         os.setsid()  # like a shim: no signals from the daemon's terminal
-        _close_fds_except({null_fd, out_fd, exec_w, err_w})
+        keep = {null_fd, exec_w, err_w, *spec.cgroup_fds}
+        _close_fds_except(keep if log_fd is None else keep | {log_fd})
         linux.unshare(NAMESPACES)
+        pipes = {}  # read end -> stream; empty: output goes to /dev/null
+        out_w = errout_w = null_fd
+        if log_fd is not None:
+            (out_r, out_w), (errout_r, errout_w) = os.pipe(), os.pipe()
+            pipes = {out_r: STDOUT, errout_r: STDERR}
         init_pid = os.fork()  # PID 1 in the new PID namespace
         if init_pid == 0:
-            _init(spec, null_fd, out_fd, exec_w, err_w)
+            _init(spec, null_fd, (out_w, errout_w), exec_w, err_w)
         os.write(err_w, b"pid %d\n" % init_pid)  # its pid as the host sees it
-        for fd in {null_fd, out_fd, exec_w, err_w}:
+        for fd in {null_fd, out_w, errout_w, exec_w, err_w, *spec.cgroup_fds}:
             os.close(fd)
+        if pipes:
+            _keep_output(pipes, log_fd)
         _, status = os.waitpid(init_pid, 0)
         os._exit(exit_code(status))
     except BaseException as exc:
@@ -91,6 +109,23 @@ def waiter(spec: InitSpec, null_fd: int, out_fd: int, exec_w: int,
             os._exit(1)
     finally:
         os._exit(1)
+
+
+def _keep_output(pipes: dict[int, int], log_fd: int) -> None:
+    """Append what arrives on the output pipes to the log until both reach EOF,
+    which is when every process of the container has exited."""
+    while pipes:
+        ready, _, _ = select.select(list(pipes), [], [])
+        for fd in ready:
+            data = os.read(fd, 65536)
+            if not data:
+                os.close(fd)
+                del pipes[fd]
+                continue
+            try:
+                os.write(log_fd, record(pipes[fd], data, time.time_ns()))
+            except OSError:
+                pass  # a full disk loses output but must not block the container
 
 
 def _ensure_dir(path: bytes) -> None:
@@ -139,8 +174,16 @@ def _mask_kernel_paths() -> None:
     for path in READONLY_PATHS:
         if os.path.exists(path):
             linux.mount(path, path, None, linux.MS_BIND | linux.MS_REC)
-            linux.mount(path, path, None, linux.MS_BIND | linux.MS_REC
-                        | linux.MS_REMOUNT | linux.MS_RDONLY)
+            # keep the flags the mount already has: in a user namespace (rootless)
+            # nosuid/nodev/noexec are locked and a remount that drops them fails
+            linux.mount(path, path, None, linux.MS_BIND | linux.MS_REC | linux.MS_REMOUNT
+                        | linux.MS_RDONLY | _locked_flags(path))
+
+
+def _locked_flags(path: str) -> int:
+    flags = os.statvfs(path).f_flag
+    return sum(ms for st, ms in ((os.ST_NOSUID, linux.MS_NOSUID), (os.ST_NODEV, linux.MS_NODEV),
+                                 (os.ST_NOEXEC, linux.MS_NOEXEC)) if flags & st)
 
 
 def _lookup(name: str, env: dict[str, str]) -> tuple[str | None, int, str]:
@@ -164,9 +207,10 @@ def _lookup(name: str, env: dict[str, str]) -> tuple[str | None, int, str]:
     return None, 127, f'exec: "{name}": executable file not found in $PATH'
 
 
-def _init(spec: InitSpec, null_fd: int, out_fd: int, exec_w: int, err_w: int) -> None:
+def _init(spec: InitSpec, null_fd: int, out_fds: tuple[int, int], exec_w: int,
+          err_w: int) -> None:
     """Second child, PID 1 of the container: set up the world, then execve."""
-    rootfs, argv, env_list, cwd, hostname, ids = spec
+    rootfs, argv, env_list, cwd, hostname, ids, cgroup_fds = spec
     step, code = "setup", 1
     try:
         linux.set_parent_death_signal(signal.SIGKILL)  # the waiter died: so do we
@@ -191,15 +235,22 @@ def _init(spec: InitSpec, null_fd: int, out_fd: int, exec_w: int, err_w: int) ->
         except FileNotFoundError:
             os.makedirs(cwd, 0o755)  # runc creates a missing working directory
             os.chdir(cwd)
+        step = "cgroup"
+        for fd in cgroup_fds:
+            os.write(fd, b"0")  # "0" is the writer itself, whatever its pid namespace
         step = "user"
         if ids is not None:
-            os.setgroups([])
+            try:
+                os.setgroups(list(ids[2]))
+            except PermissionError:  # a rootless user namespace denies setgroups
+                if ids[2]:
+                    raise
             os.setgid(ids[1])
             os.setuid(ids[0])
         step = "stdio"
         os.dup2(null_fd, 0)
-        os.dup2(out_fd, 1)
-        os.dup2(out_fd, 2)
+        os.dup2(out_fds[0], 1)
+        os.dup2(out_fds[1], 2)
         _close_fds_except({exec_w, err_w})  # both O_CLOEXEC: they close at exec
         for signum in (signal.SIGPIPE, signal.SIGXFSZ):
             linux.reset_signal(signum)

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import select
 import socket
 import socketserver
 import stat
@@ -68,6 +69,16 @@ class Request:
         if not isinstance(body, dict):
             raise ApiError(400, "the JSON body must be an object")
         return body
+
+    def client_gone(self) -> bool:
+        """True once the client has closed its end: what a long stream that has
+        nothing to write (`docker events`) checks now and then."""
+        conn = self.handler.connection
+        try:
+            readable, _, _ = select.select([conn], [], [], 0)
+            return bool(readable) and conn.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
 
     def start_stream(self, content_type: str) -> "Stream":
         """Begin a streamed answer (status 200, chunked); the transport ends it

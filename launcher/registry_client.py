@@ -1,31 +1,29 @@
-"""A registry client over plain HTTP: the requests `docker pull` sends.
+"""A registry client over HTTP: the requests `docker pull` sends.
 
 dockerd resolves an image with `GET /v2/` (the API probe), the manifest by tag
 (an index first when the image is multi-platform), then the image config blob,
 and finally one `GET` per missing layer blob.  Each request here is one round
-trip on a kept-alive connection; blobs stream so that their sha256 can be
-checked while the bytes arrive.
+trip on a kept-alive connection.  A registry that answers 401 with a Bearer
+challenge gets the token dance of `launcher.auth` and the request again.
+Registries on 127.0.0.0/8 (and any `http://` URL given to the daemon) are spoken
+to in plain HTTP, as dockerd does for loopback without `--insecure-registry`.
+Blob GETs may carry `Range: bytes=N-` to resume, and follow one redirect
+(registries on object storage send the bytes from elsewhere).
 """
 from __future__ import annotations
 
 import hashlib
 import http.client
 import json
-import platform
 from dataclasses import dataclass
-from typing import Callable
 from urllib.parse import urlsplit
 
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-MANIFEST_ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
-GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le",
-           "s390x": "s390x", "riscv64": "riscv64"}
+from launcher.auth import AuthError, TokenSource, parse_challenge, pull_scope
+from launcher.manifest import host_arch  # noqa: F401 (the daemon's import of it)
+
 DOCKER_HUB_HOSTS = ("docker.io", "index.docker.io", "registry-1.docker.io")
-CHUNK_BYTES = 1 << 20
 TIMEOUT_S = 60
+_REDIRECTS = (301, 302, 303, 307, 308)
 
 
 class PullError(Exception):
@@ -33,11 +31,14 @@ class PullError(Exception):
 
     `status` is the HTTP status dockerd answers when the pull fails before any
     progress was sent: 404 when the registry does not know the image, else 500.
+    `retryable` marks failures dockerd's download manager tries again: a lost
+    connection, a timeout, a 5xx answer; not a 4xx, not a digest mismatch.
     """
 
-    def __init__(self, message: str, status: int = 500):
+    def __init__(self, message: str, status: int = 500, retryable: bool = False):
         super().__init__(message)
         self.status = status
+        self.retryable = retryable
 
 
 @dataclass(frozen=True)
@@ -73,80 +74,14 @@ def familiar_name(name: str) -> str:
     return name
 
 
-def host_arch() -> str:
-    machine = platform.machine()
-    return GO_ARCH.get(machine, machine)
-
-
-def _error_text(body: bytes) -> str:
+def error_text(body: bytes) -> str:
     """The message of an OCI error body, or the raw start of the body."""
     try:
         errors = json.loads(body)["errors"]
         return "; ".join(f"{e.get('code', '').lower().replace('_', ' ')}: {e.get('message', '')}"
                          for e in errors)
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         return body[:200].decode(errors="replace")
-
-
-class RegistryClient:
-    """One kept-alive HTTP connection to a registry."""
-
-    def __init__(self, base_url: str):
-        parts = urlsplit(base_url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise PullError(f"registry {base_url!r}: only plain-HTTP registries are supported")
-        self.base_url = base_url
-        self.conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=TIMEOUT_S)
-
-    def close(self) -> None:
-        self.conn.close()
-
-    def request(self, path: str, accept: str = "") -> http.client.HTTPResponse:
-        headers = {"Accept": accept} if accept else {}
-        try:
-            self.conn.request("GET", path, headers=headers)
-            return self.conn.getresponse()
-        except (OSError, http.client.HTTPException) as exc:
-            self.conn.close()
-            raise PullError(f"{self.base_url}{path}: {exc}") from None
-
-    def get(self, path: str, accept: str = "", what: str = "") -> tuple[bytes, str]:
-        """GET a small document; return its bytes and content type."""
-        resp = self.request(path, accept)
-        body = resp.read()
-        if resp.status != 200:
-            raise PullError(f"{what or path}: {resp.status} {_error_text(body)}",
-                            404 if resp.status == 404 else 500)
-        return body, resp.getheader("Content-Type", "")
-
-    def probe(self) -> None:
-        """`GET /v2/`: is this a registry that speaks the distribution API?"""
-        resp = self.request("/v2/")
-        resp.read()
-        if resp.status not in (200, 401):
-            raise PullError(f"{self.base_url} does not answer the /v2/ API ({resp.status})")
-
-    def fetch_blob(self, repository: str, digest: str, out, expected_bytes: int,
-                   on_bytes: Callable[[int], None] = lambda n: None) -> int:
-        """Stream one blob into the file `out`, checking its sha256 as it arrives."""
-        resp = self.request(f"/v2/{repository}/blobs/{digest}")
-        if resp.status != 200:
-            raise PullError(f"blob {digest[:19]}: {resp.status} {_error_text(resp.read())}")
-        hasher = hashlib.sha256()
-        received = 0
-        try:
-            while chunk := resp.read(CHUNK_BYTES):
-                hasher.update(chunk)
-                out.write(chunk)
-                received += len(chunk)
-                on_bytes(received)
-        except (OSError, http.client.HTTPException) as exc:
-            raise PullError(f"blob {digest[:19]}: connection lost after {received} bytes: {exc}") from None
-        if received != expected_bytes:
-            raise PullError(f"blob {digest[:19]}: got {received} bytes, manifest says {expected_bytes}")
-        if f"sha256:{hasher.hexdigest()}" != digest:
-            raise PullError(f"blob {digest[:19]}: content does not match its digest")
-        return received
 
 
 def check_digest(data: bytes, digest: str, what: str) -> None:
@@ -154,11 +89,136 @@ def check_digest(data: bytes, digest: str, what: str) -> None:
         raise PullError(f"{what}: content does not match digest {digest}")
 
 
-def pick_platform(index: dict, ref: str) -> dict:
-    """From an image index / manifest list, the entry for this machine (uname -m)."""
-    arch = host_arch()
-    for entry in index.get("manifests", []):
-        plat = entry.get("platform", {})
-        if plat.get("os") == "linux" and plat.get("architecture") == arch:
-            return entry
-    raise PullError(f"{ref}: no matching manifest for linux/{arch} in the manifest list entries")
+def _connection(url: str) -> http.client.HTTPConnection:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PullError(f"registry {url!r}: not an http(s) URL")
+    if parts.scheme == "https":
+        return http.client.HTTPSConnection(parts.hostname, parts.port or 443, timeout=TIMEOUT_S)
+    return http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=TIMEOUT_S)
+
+
+class RegistryClient:
+    """One kept-alive HTTP connection to a registry, for one repository's pull."""
+
+    def __init__(self, base_url: str, repository: str = "", tokens: TokenSource | None = None):
+        self.base_url = base_url.rstrip("/")
+        self.repository = repository
+        self.tokens = tokens or TokenSource()
+        self.conn = _connection(self.base_url)
+        self._side: http.client.HTTPConnection | None = None  # a redirect's connection
+        self._challenge: dict[str, str] | None = None
+        self._auth: dict[str, str] = {}
+
+    def sibling(self) -> "RegistryClient":
+        """A client on a connection of its own that already carries this one's
+        token, as dockerd's parallel layer downloads share the pull's auth."""
+        other = RegistryClient(self.base_url, self.repository, self.tokens)
+        other._challenge, other._auth = self._challenge, dict(self._auth)
+        return other
+
+    def close(self) -> None:
+        self.conn.close()
+        if self._side is not None:
+            self._side.close()
+
+    def _send(self, path: str, headers: dict[str, str], method: str = "GET") -> http.client.HTTPResponse:
+        try:
+            self.conn.request(method, path, headers={**headers, **self._auth})
+            return self.conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            self.conn.close()
+            raise PullError(f"{self.base_url}{path}: {exc}", retryable=True) from None
+
+    def _authorize(self, resp: http.client.HTTPResponse, scope: str) -> bool:
+        """After a 401: get a token for the challenge; False if there is none to get."""
+        scheme, challenge = parse_challenge(resp.getheader("WWW-Authenticate", ""))
+        if scheme != "bearer" or "realm" not in challenge:
+            return False
+        if self._challenge is not None and self._auth:  # the token we sent was refused
+            self.tokens.forget(self._challenge, self._challenge.get("scope") or scope)
+        self._challenge = challenge
+        try:
+            token = self.tokens.token(challenge, challenge.get("scope") or scope)
+        except AuthError as exc:
+            raise PullError(str(exc)) from None
+        self._auth = {"Authorization": f"Bearer {token}"}
+        return True
+
+    def request(self, path: str, accept: str = "", headers: dict[str, str] | None = None,
+                method: str = "GET") -> http.client.HTTPResponse:
+        """Send one request; on a Bearer challenge fetch a token and send it again."""
+        headers = dict(headers or {})
+        if accept:
+            headers["Accept"] = accept
+        resp = self._send(path, headers, method)
+        if resp.status == 401:
+            resp.read()
+            scope = pull_scope(self.repository) if self.repository else ""
+            if self._authorize(resp, scope):
+                resp = self._send(path, headers, method)
+        return resp
+
+    def get(self, path: str, accept: str = "", what: str = "") -> tuple[bytes, str]:
+        """GET a small document; return its bytes and content type."""
+        resp = self.request(path, accept)
+        try:
+            body = resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self.conn.close()
+            raise PullError(f"{what or path}: {exc}", retryable=True) from None
+        if resp.status != 200:
+            raise PullError(self._refusal(what or path, resp.status, body),
+                            404 if resp.status == 404 else 500, resp.status >= 500)
+        return body, resp.getheader("Content-Type", "")
+
+    @staticmethod
+    def _refusal(what: str, status: int, body: bytes) -> str:
+        if status == 401:
+            return f"{what}: unauthorized: authentication required (docksim has no docker login)"
+        return f"{what}: {status} {error_text(body)}"
+
+    def probe(self) -> None:
+        """`GET /v2/`: is this a registry that speaks the distribution API?  With a
+        Bearer challenge, fetch the pull token for the repository at once (dockerd)."""
+        resp = self._send("/v2/", {})
+        resp.read()
+        if resp.status == 401 and self.repository:
+            self._authorize(resp, pull_scope(self.repository))
+        elif resp.status != 200:
+            raise PullError(f"{self.base_url} does not answer the /v2/ API ({resp.status})",
+                            retryable=resp.status >= 500)
+
+    def open_blob(self, digest: str, offset: int = 0) -> http.client.HTTPResponse:
+        """Start a blob GET (from byte `offset`, by Range); the caller reads the body.
+
+        Returns a response with status 200 or 206; PullError otherwise, retryable
+        for a lost connection or a 5xx answer."""
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        resp = self.request(f"/v2/{self.repository}/blobs/{digest}", headers=headers)
+        if resp.status in _REDIRECTS and resp.getheader("Location"):
+            resp.read()
+            resp = self._follow(resp.getheader("Location"), headers)
+        if resp.status not in (200, 206):
+            body = resp.read()
+            raise PullError(f"blob {digest[:19]}: {self._refusal('GET', resp.status, body)}",
+                            retryable=resp.status >= 500)
+        return resp
+
+    def _follow(self, location: str, headers: dict[str, str]) -> http.client.HTTPResponse:
+        """One redirect, to a URL of its own (without our Authorization header)."""
+        if location.startswith("/"):
+            location = self.base_url + location
+        parts = urlsplit(location)
+        other = _connection(location)
+        try:
+            other.request("GET", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
+                          headers=headers)
+            resp = other.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            other.close()
+            raise PullError(f"{location}: {exc}", retryable=True) from None
+        if self._side is not None:
+            self._side.close()
+        self._side = other
+        return resp

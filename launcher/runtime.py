@@ -3,8 +3,10 @@
 This is the part runc plays under dockerd/containerd.  ``start`` is ``runc create`` +
 ``runc start`` folded into one call: it forks the children of ``container_init``
 (new mount, UTS, IPC, network and PID namespaces, a fresh /proc, a minimal /dev,
-read-only /sys, pivot_root, hostname, loopback up, user, then execve) and returns a
-``ContainerProcess`` to wait on and signal.  The "start" phase ends when execve has
+read-only /sys, pivot_root, hostname, loopback up, cgroups, user, then execve) and
+returns a ``ContainerProcess`` to wait on and signal.  The container's stdout and
+stderr reach ``log_path`` as ``launcher.logs`` records, and ``-u`` names are looked
+up in the image's /etc/passwd (``launcher.usernames``) before the fork.  The "start" phase ends when execve has
 succeeded, detected the way runc (and Python's subprocess) do it: an O_CLOEXEC pipe
 reaches EOF when exec closes it.  The overlay rootfs it runs on (overlay2's snapshot
 for ``docker create``) is ``launcher.rootfs``, re-exported here.
@@ -26,6 +28,7 @@ from pathlib import Path
 
 from launcher.container_init import InitSpec, exit_code, waiter
 from launcher.rootfs import mount_rootfs, unmount_rootfs
+from launcher.usernames import UserError, resolve
 
 __all__ = ["ContainerProcess", "StartError", "mount_rootfs", "start", "unmount_rootfs"]
 
@@ -99,14 +102,15 @@ class ContainerProcess:
                     pass
 
 
-def _parse_user(user: str) -> tuple[int, int] | None:
-    if not user:
-        return None
-    uid, _, gid = user.partition(":")
-    if not uid.isdigit() or (gid and not gid.isdigit()):
-        raise StartError(f"unable to find user {user}: only numeric uid[:gid] "
-                         "is supported", 1)
-    return int(uid), int(gid or 0)
+def _exec_user(rootfs: Path, user: str, env: list[str]):
+    """(uid, gid, groups) and the environment with HOME, as runc sets them up."""
+    try:
+        found = resolve(Path(rootfs), user)
+    except UserError as exc:
+        raise StartError(str(exc), 1) from None
+    if not any(e.startswith("HOME=") for e in env):
+        env = list(env) + [f"HOME={found.home}"]
+    return (found.uid, found.gid, found.groups), env
 
 
 def _read_all(fd: int) -> bytes:
@@ -138,30 +142,35 @@ def _open_init_pidfd(init_pid: int, waiter_pid: int) -> int | None:
 
 
 def start(rootfs: Path, argv: list[str], env: list[str], cwd: str = "/",
-          hostname: str = "", user: str = "",
-          log_path: Path | None = None) -> ContainerProcess:
+          hostname: str = "", user: str = "", log_path: Path | None = None,
+          cgroup_procs: list[Path] = ()) -> ContainerProcess:
     """Run ``argv`` in new namespaces on ``rootfs``; return once execve succeeded.
 
-    stdout and stderr go to ``log_path`` (appended; /dev/null if None), stdin is
-    /dev/null.  Raises ``StartError`` with runc's message if exec failed, after
-    reaping every process it made.
+    stdout and stderr are appended to ``log_path`` as log records (dropped if
+    None), stdin is /dev/null; the process joins the cgroups whose
+    ``cgroup.procs`` files are given.  Raises ``StartError`` with runc's message
+    if exec failed, after reaping every process it made.
     """
     start_s = time.monotonic()
     if not argv:
         raise StartError("no command specified", 1)
-    ids = _parse_user(user)
-    spec = InitSpec(os.fsencode(os.path.abspath(rootfs)), list(argv), list(env),
-                    cwd or "/", hostname, ids)
+    ids, env = _exec_user(rootfs, user, env)
     to_close: list[int] = []  # the children's fds: the daemon drops its copies
     readers: list[int] = []
     try:
         null_fd = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
         to_close.append(null_fd)
-        out_fd = null_fd
+        log_fd = None
         if log_path is not None:
-            out_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND
+            log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND
                              | os.O_CLOEXEC, 0o640)
-            to_close.append(out_fd)
+            to_close.append(log_fd)
+        cgroup_fds = []
+        for path in cgroup_procs:
+            cgroup_fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
+            to_close.append(cgroup_fds[-1])
+        spec = InitSpec(os.fsencode(os.path.abspath(rootfs)), list(argv), list(env),
+                        cwd or "/", hostname, ids, tuple(cgroup_fds))
         with _FORK_LOCK:
             for _ in range(2):
                 r, w = os.pipe2(os.O_CLOEXEC)
@@ -170,7 +179,7 @@ def start(rootfs: Path, argv: list[str], env: list[str], cwd: str = "/",
             (exec_r, err_r), (exec_w, err_w) = readers, to_close[-2:]
             pid = os.fork()
             if pid == 0:
-                waiter(spec, null_fd, out_fd, exec_w, err_w)  # never returns
+                waiter(spec, null_fd, log_fd, exec_w, err_w)  # never returns
     except BaseException:
         for fd in readers:
             os.close(fd)

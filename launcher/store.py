@@ -20,8 +20,6 @@ several threads.
 """
 from __future__ import annotations
 
-import gzip
-import hashlib
 import json
 import logging
 import os
@@ -29,12 +27,13 @@ import re
 import shutil
 import tempfile
 import threading
-import zlib
 from pathlib import Path
-from typing import BinaryIO
+from typing import Callable
 
 from launcher import linux
+from launcher.decompress import BrokenData, TarStream
 from launcher.images import ImageRecords, normalize_ref
+from launcher.manifest import layer_compression
 from launcher.storefiles import digest_hex, fsync_path, write_json
 from launcher.unpack import LayerError, unpack_layer
 
@@ -46,36 +45,17 @@ _CONTAINER_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _READ_CHUNK_BYTES = 1 << 20
 
 
-def _is_gzip(media_type: str, blob: BinaryIO) -> bool:
-    """From the OCI/Docker layer media type; with none given, from gzip's magic
-    bytes (as Docker's DetectCompression does)."""
-    if media_type.endswith(("tar+gzip", "tar.gzip")):
-        return True
-    if media_type.endswith("tar"):
-        return False
-    if not media_type:
-        magic = blob.read(2)
-        blob.seek(0)
-        return magic == b"\x1f\x8b"
-    raise ValueError(f"unsupported layer media type {media_type!r}")
+def _peeked(read: Callable[[int], bytes]) -> tuple[bytes, Callable[[int], bytes]]:
+    """The first bytes of a stream (for magic numbers) and a read that still
+    returns them first."""
+    head = read(4)
+    pending = [head]
 
-
-class _HashingReader:
-    """Wraps a stream; sha256 of every byte read through it (the diff_id check)."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self.raw = raw
-        self.sha256 = hashlib.sha256()
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.raw.read(size)
-        self.sha256.update(data)
-        return data
-
-    def drain(self) -> None:
-        # tarfile stops at the end-of-archive blocks; the diff_id covers the padding
-        while self.read(_READ_CHUNK_BYTES):
-            pass
+    def again(n: int) -> bytes:
+        if pending:
+            return pending.pop()
+        return read(n)
+    return head, again
 
 
 class Store:
@@ -138,6 +118,15 @@ class Store:
         os.replace(temp, final)
         return final
 
+    def put_blob(self, data: bytes, digest: str) -> Path:
+        """Store small verified bytes (a manifest, a config) as a blob."""
+        final = self.blob_path(digest)
+        if not final.is_file():
+            temp = self.new_temp()
+            temp.write_bytes(data)
+            self.commit_blob(temp, digest)
+        return final
+
     # -- layers --------------------------------------------------------------------
 
     def _layer_home(self, diff_id: str) -> Path:
@@ -165,13 +154,36 @@ class Store:
         not unpacked again ("Already exists").  On any failure nothing stays in the
         store and ``LayerError`` names the layer and the cause.
         """
-        home = self._layer_home(diff_id)  # validates diff_id before anything else
+        self._layer_home(diff_id)  # validates diff_id before the blob is opened
+        if self.has_layer(diff_id):
+            return self.layer_size(diff_id)
+        try:
+            blob = open(blob_path, "rb")
+        except OSError as exc:
+            raise LayerError(f"layer {diff_id}: {exc}") from exc
+        with blob:
+            return self.register_layer_from(blob.read, diff_id, media_type)
+
+    def register_layer_from(self, read: Callable[[int], bytes], diff_id: str, media_type: str,
+                            before_commit: Callable[[], None] | None = None) -> int:
+        """``register_layer`` for a blob that is still arriving: ``read(n)`` returns
+        its next bytes (b"" at the end) as the pull's network spool does.
+
+        ``before_commit`` runs after the diff_id matched and before the layer takes
+        its name: the puller waits there for the blob's own digest, so a layer
+        whose bytes turn out wrong is never registered.  Whatever ``read`` or
+        ``before_commit`` raise (other than OSError/ValueError) reaches the caller
+        unchanged, after the half-unpacked layer was removed.
+        """
+        home = self._layer_home(diff_id)
         with self._key_lock("layer:" + diff_id):
             if home.is_dir():
                 return self.layer_size(diff_id)
             work = Path(tempfile.mkdtemp(dir=self._tmp, prefix="layer-"))
             try:
-                size = self._unpack_verified(Path(blob_path), diff_id, media_type, work)
+                size = self._unpack_verified(read, diff_id, media_type, work)
+                if before_commit is not None:
+                    before_commit()
                 write_json(self._tmp, work / "meta.json",
                            {"diff_id": diff_id, "size": size, "media_type": media_type},
                            self.durable)
@@ -179,7 +191,7 @@ class Store:
             except LayerError:
                 shutil.rmtree(work, ignore_errors=True)
                 raise
-            except Exception as exc:  # e.g. ENOSPC, a missing blob, a bad media type
+            except (OSError, ValueError) as exc:  # e.g. ENOSPC, a bad media type
                 shutil.rmtree(work, ignore_errors=True)
                 raise LayerError(f"layer {diff_id}: {exc}") from exc
             except BaseException:
@@ -188,26 +200,21 @@ class Store:
         log.debug("registered layer %s (%d bytes)", diff_id, size)
         return size
 
-    def _unpack_verified(self, blob: Path, diff_id: str, media_type: str,
+    def _unpack_verified(self, read: Callable[[int], bytes], diff_id: str, media_type: str,
                          work: Path) -> int:
         diff = work / "diff"
         diff.mkdir(mode=0o755)
-        with open(blob, "rb") as raw:
-            stream: BinaryIO = gzip.GzipFile(fileobj=raw) if _is_gzip(media_type, raw) \
-                else raw
-            hashing = _HashingReader(stream)
-            try:
-                size = unpack_layer(hashing, diff)
-                hashing.drain()
-            except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # truncated/corrupt
-                raise LayerError(f"layer {diff_id}: broken compressed data: {exc}") \
-                    from exc
-            except LayerError as exc:
-                raise LayerError(f"layer {diff_id}: {exc}") from exc
-        actual = "sha256:" + hashing.sha256.hexdigest()
-        if actual != diff_id:
-            raise LayerError(f"layer {diff_id}: uncompressed content has digest "
-                             f"{actual}")
+        head, read = _peeked(read)
+        tar = TarStream(read, layer_compression(media_type, head))
+        try:
+            size = unpack_layer(tar.read_chunk, diff)
+            tar.drain()
+        except BrokenData as exc:  # truncated or corrupt compressed data
+            raise LayerError(f"layer {diff_id}: broken compressed data: {exc}") from None
+        except LayerError as exc:
+            raise LayerError(f"layer {diff_id}: {exc}") from None
+        if tar.diff_id != diff_id:
+            raise LayerError(f"layer {diff_id}: uncompressed content has digest {tar.diff_id}")
         if self.durable:
             os.sync()  # one call instead of an fsync per unpacked file
         return size

@@ -1,7 +1,8 @@
 """Apply one image layer (an uncompressed tar stream) to an empty directory.
 
 This is the "extract" phase of a pull: what containerd's ``archive.Apply`` and
-Docker's overlay2 ``ApplyDiff`` do for each layer, in one streaming pass.  It keeps
+Docker's overlay2 ``ApplyDiff`` do for each layer, in one streaming pass over the
+tar (read by ``launcher.tarstream``) as its bytes come out of the decompressor.  It keeps
 the OCI layer semantics (regular files, directories, symlinks, hard links, mode
 including setuid bits, numeric uid/gid, mtimes) and converts OCI whiteouts into the
 form overlayfs understands, as Docker's overlay2 driver does:
@@ -15,8 +16,9 @@ empty and only this function writes into it, the kind of every path it created i
 kept in memory; parents are checked against that record (never followed on disk),
 and final components are opened with ``O_NOFOLLOW | O_EXCL``.  Refused outright:
 absolute names, ``..`` components, writing through any symlink (even one pointing
-inside), hard links to anything not already in this layer, device nodes and fifos
-(other than the whiteouts made here), and whiteouts naming ``.`` or ``..``.
+inside), hard links to anything not already in this layer, device nodes and fifos,
+and whiteouts naming ``.`` or ``..``.  The one device node allowed is a character
+device 0/0: that *is* a whiteout, in the overlay form some tools already write.
 Extended attributes from the tar (``SCHILY.xattr.*``) are not applied: a hostile
 ``trusted.overlay.*`` xattr could redirect overlayfs lookups.
 """
@@ -28,7 +30,9 @@ import shutil
 import stat
 import tarfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
+
+from launcher.tarstream import TarFormatError, TarReader
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,8 @@ def _clean_name(raw: str) -> str:
     """Normalise a tar path to 'a/b/c' relative to the layer root, or raise."""
     if raw.startswith("/"):
         raise _refuse(raw, "absolute path")
+    if "\0" in raw:
+        raise _refuse(raw, "NUL byte in the name")
     parts = [p for p in raw.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise _refuse(raw, "path leaves the layer")
@@ -110,7 +116,7 @@ class _Applier:
 
     # -- entries -----------------------------------------------------------------
 
-    def apply(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    def apply(self, tar: TarReader, member: tarfile.TarInfo) -> None:
         raw = member.name
         rel = _clean_name(raw)
         if not rel:
@@ -118,6 +124,10 @@ class _Applier:
         base = rel.rsplit("/", 1)[-1]
         if base.startswith(WHITEOUT_PREFIX):
             self._whiteout(raw, rel, base, member)
+            return
+        if member.ischr() and member.devmajor == 0 and member.devminor == 0:
+            self._ensure_parents(raw, rel)
+            self._make_whiteout(rel, member)  # already in overlay form
             return
         if member.ischr() or member.isblk():
             raise _refuse(raw, "device nodes are not allowed")
@@ -153,23 +163,14 @@ class _Applier:
         self._set_owner_mode_time(self._abs(rel), member, with_time=False)
         self.dir_times.append((rel, int(member.mtime * 1_000_000_000)))
 
-    def _regular(self, tar: tarfile.TarFile, rel: str, member: tarfile.TarInfo) -> None:
+    def _regular(self, tar: TarReader, rel: str, member: tarfile.TarInfo) -> None:
         self._clear(rel)
         path = self._abs(rel)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(path, flags, 0o600)
         try:
             self.kinds[rel] = _FILE
-            source = tar.extractfile(member)
-            remaining = member.size
-            while remaining > 0:
-                chunk = source.read(min(_CHUNK_BYTES, remaining))
-                if not chunk:
-                    raise LayerError(f"entry {member.name!r}: data ends early")
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view):]
-                remaining -= len(chunk)
+            tar.copy_to(fd)
             os.fchown(fd, member.uid, member.gid)
             os.fchmod(fd, stat.S_IMODE(member.mode))
             mtime_ns = int(member.mtime * 1_000_000_000)
@@ -216,12 +217,17 @@ class _Applier:
         if hidden in ("", ".", ".."):
             raise _refuse(raw, f"whiteout names {hidden or 'nothing'!r}")
         self._ensure_parents(raw, rel)
-        target = f"{parent}/{hidden}" if parent else hidden
+        self._make_whiteout(f"{parent}/{hidden}" if parent else hidden, member)
+
+    def _make_whiteout(self, target: str, member: tarfile.TarInfo) -> None:
         self._clear(target)
         path = self._abs(target)
         os.mknod(path, stat.S_IFCHR | 0o000, os.makedev(0, 0))
         self.kinds[target] = _WHITEOUT
         os.chown(path, member.uid, member.gid, follow_symlinks=False)
+        # the entry's mtime, so that one layer always unpacks to the same tree
+        mtime_ns = int(member.mtime * 1_000_000_000)
+        os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
 
     def finish(self) -> None:
         # deepest first, so setting a child's time does not disturb its parent again
@@ -229,9 +235,11 @@ class _Applier:
             os.utime(self._abs(rel), ns=(mtime_ns, mtime_ns), follow_symlinks=False)
 
 
-def unpack_layer(tar_stream: BinaryIO, dest: Path) -> int:
-    """Apply an uncompressed layer tar from ``tar_stream`` to the empty ``dest``.
+def unpack_layer(tar_stream: BinaryIO | Callable[[], bytes], dest: Path) -> int:
+    """Apply an uncompressed layer tar to the empty ``dest``.
 
+    ``tar_stream`` is a binary file, or a function returning the next chunk of the
+    tar (b"" at its end), as ``launcher.decompress.TarStream.read_chunk`` does.
     Returns the bytes written (sum of regular file sizes).  Raises ``LayerError``
     naming the entry and the reason for anything the policy refuses or a corrupt tar;
     whatever was written before the error stays in ``dest`` for the caller to remove.
@@ -239,12 +247,14 @@ def unpack_layer(tar_stream: BinaryIO, dest: Path) -> int:
     dest = Path(dest)
     if any(os.scandir(dest)):
         raise LayerError(f"destination {dest} is not empty")
+    next_chunk = tar_stream if callable(tar_stream) else (lambda: tar_stream.read(_CHUNK_BYTES))
     applier = _Applier(dest)
+    tar = TarReader(next_chunk)
     try:
-        with tarfile.open(fileobj=tar_stream, mode="r|") as tar:
-            for member in tar:
-                applier.apply(tar, member)
-    except tarfile.TarError as exc:
-        raise LayerError(f"corrupt tar: {exc}") from exc
+        for member in tar.members():
+            applier.apply(tar, member)
+    except TarFormatError as exc:
+        message = str(exc)
+        raise LayerError(message if message.startswith("entry ") else f"corrupt tar: {message}") from None
     applier.finish()
     return applier.bytes_written

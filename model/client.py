@@ -16,6 +16,10 @@ The calls per command are the SDK's own sequence:
   POST start, GET logs (follow), GET /containers/{id}/json (the SDK checks
   for a TTY), POST wait, DELETE /containers/{id}.
 * ``images.remove(ref)``: DELETE /images/{ref}.
+
+A failed pull (a 429, a layer that failed all its attempts) makes the SDK
+raise; with ``[[step]] retries`` the client instead behaves like kubelet
+and pulls again after an image-pull back-off of 10 s, doubling up to 300 s.
 """
 from __future__ import annotations
 
@@ -29,18 +33,27 @@ from model.daemon import Answer, Daemon
 from model.recorder import Request
 from vocab.scenario import Step
 
+PULL_BACKOFF_S = 10.0      # kubelet's image pull back-off: first delay
+PULL_BACKOFF_MAX_S = 300.0  # ... doubling up to this
+
 
 class Client:
     """One SDK client; its methods are SimPy generators returning the last Answer."""
 
-    def __init__(self, env: simpy.Environment, daemon: Daemon, costs: Costs):
+    def __init__(self, env: simpy.Environment, daemon: Daemon, costs: Costs, retries: int = 0):
         self.env = env
         self.daemon = daemon
         self.half_trip_s = costs.api_call_s / 2
+        self.retries = retries
 
     def call(self, handler: Callable, *args):
         """One Engine API request: the way in, the daemon's handler, the way out."""
-        yield self.env.timeout(self.half_trip_s)
+        if self.daemon.api is None:
+            yield self.env.timeout(self.half_trip_s)
+        else:
+            with self.daemon.api.request() as turn:
+                yield turn
+                yield self.env.timeout(self.half_trip_s)
         answer = handler(*args)
         if inspect.isgenerator(answer):
             answer = yield from answer  # the handler takes simulated time
@@ -48,14 +61,23 @@ class Client:
         return answer
 
     def pull(self, request: Request, ref: str):
-        yield from self.call(self.daemon.images_create, request, ref)
-        return (yield from self.call(self.daemon.image_inspect, ref))
+        backoff_s = PULL_BACKOFF_S
+        for attempt in range(self.retries + 1):
+            if attempt:
+                yield self.env.timeout(backoff_s)
+                backoff_s = min(2 * backoff_s, PULL_BACKOFF_MAX_S)
+            pulled = yield from self.call(self.daemon.images_create, request, ref)
+            if pulled.status == 200:
+                return (yield from self.call(self.daemon.image_inspect, ref))
+        return pulled  # the SDK raises APIError
 
     def run(self, request: Request, ref: str, run_s: float):
         daemon = self.daemon
         created: Answer = yield from self.call(daemon.containers_create, request, ref, run_s)
         if created.status == 404:
-            yield from self.pull(request, ref)
+            pulled = yield from self.pull(request, ref)
+            if pulled.status not in (200, 404):  # the pull failed (404: removed meanwhile)
+                return pulled
             created = yield from self.call(daemon.containers_create, request, ref, run_s)
             if created.status != 201:
                 return created  # removed again meanwhile: the SDK raises ImageNotFound
@@ -74,21 +96,10 @@ class Client:
     def command(self, request: Request, step: Step):
         """Dispatch one scenario command."""
         if step.command == "pull":
-            return (yield from self.pull(request, step.image))
+            return (yield from self.pull(request, request.image))
         if step.command == "run":
-            return (yield from self.run(request, step.image, step.run_s))
+            return (yield from self.run(request, request.image, step.run_s))
         if step.command == "rmi":
-            return (yield from self.rmi(request, step.image))
+            return (yield from self.rmi(request, request.image))
         raise ValueError(f"unknown command {step.command!r}")
 
-
-def client_process(env: simpy.Environment, client: Client, step: Step, step_index: int,
-                   client_index: int, replication: int, rows: list):
-    """One client of a step: at ``at_s`` it sends its command ``repeat`` times in a row."""
-    yield env.timeout(step.at_s)
-    for repeat in range(step.repeat):
-        request = Request(replication, step_index, client_index, repeat,
-                          step.command, step.image, rows)
-        sent_s = env.now
-        yield from client.command(request, step)
-        request.record("request", sent_s, env.now)

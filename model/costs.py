@@ -54,6 +54,9 @@ class Costs:
     remove_s: float = 0.002
     # Image remove: untag, delete the image record and unreferenced layers.
     rmi_s: float = 0.002
+    # 1.0: layers unpack while their bytes arrive (docksim's engine streams);
+    # 0.0: the blob is downloaded first and extracted afterwards (dockerd).
+    extract_streams: float = 1.0
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -64,6 +67,8 @@ class Costs:
                 raise ValueError(f"Costs.{field.name} must be positive, not {value}")
             if field.name.endswith("_s") and not 0 <= value < math.inf:
                 raise ValueError(f"Costs.{field.name} must be a finite number >= 0, not {value}")
+        if self.extract_streams not in (0.0, 1.0):
+            raise ValueError(f"Costs.extract_streams must be 0 or 1, not {self.extract_streams}")
         if not 0 < self.link_goodput_ratio <= 1:
             raise ValueError(f"Costs.link_goodput_ratio must be in (0, 1], not {self.link_goodput_ratio}")
 

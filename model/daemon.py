@@ -10,6 +10,10 @@ instantaneous ones return their answer directly.
 Answers carry the HTTP status the real endpoint returns, because the client's
 behaviour depends on it: ``POST /containers/create`` answers 404 when the
 image is not in the store, and the SDK then pulls and retries.
+
+With ``[daemon] api_workers`` the daemon handles at most that many Engine API
+requests at once (the way in of a call: routing, decoding, the handler's
+synchronous start); more concurrent clients queue for them.
 """
 from __future__ import annotations
 
@@ -20,11 +24,10 @@ from typing import Any, NamedTuple
 import simpy
 
 from model.costs import Costs
-from model.link import Link
 from model.pull import PullManager
 from model.recorder import Request
 from model.store import ImageStore
-from vocab.scenario import Scenario
+from vocab.scenario import Image
 
 
 class Answer(NamedTuple):
@@ -48,25 +51,29 @@ class Container:
 class Daemon:
     """dockerd on one node: image store, pull manager and container lifecycle."""
 
-    def __init__(self, env: simpy.Environment, scenario: Scenario, costs: Costs,
-                 link: Link, rng: random.Random | None = None):
+    def __init__(self, env: simpy.Environment, images: dict[str, Image], costs: Costs,
+                 store: ImageStore, pulls: PullManager, api_workers: int | None = None,
+                 rng: random.Random | None = None):
         self.env = env
-        self.scenario = scenario
+        self.images = images
         self.costs = costs
-        # Reserved for stochastic costs; the deterministic skeleton draws nothing.
+        # Reserved for stochastic costs; the deterministic model draws nothing here.
         self.rng = rng or random.Random(0)
-        self.store = ImageStore()
-        self.pulls = PullManager(env, costs, self.store, link,
-                                 rtt_s=scenario.network.rtt_ms / 1000,
-                                 max_concurrent_downloads=scenario.daemon.max_concurrent_downloads)
+        self.store = store
+        self.pulls = pulls
+        self.api = simpy.Resource(env, api_workers) if api_workers else None
         self._containers: dict[str, Container] = {}
         self._created = 0
 
     # -- images ---------------------------------------------------------------
     def images_create(self, request: Request, ref: str):
-        """POST /images/create?fromImage=...: the whole pull runs inside this call."""
-        yield from self.pulls.pull(request, self.scenario.image(ref))
-        return Answer(200)
+        """POST /images/create?fromImage=...: the whole pull runs inside this call.
+
+        A failed pull (429 from the registry, a layer that failed every attempt)
+        answers with its status; the SDK raises and the client sees the error.
+        """
+        status = yield from self.pulls.pull(request, self.images[ref])
+        return Answer(status)
 
     def image_inspect(self, ref: str) -> Answer:
         """GET /images/{ref}/json: the SDK reads the pulled image's record."""
@@ -89,6 +96,7 @@ class Daemon:
         if not self.store.has_image(ref):
             return Answer(404)
         self.store.pin(ref)  # from now on the image cannot be removed under it
+        self.store.used(ref, self.env.now)
         start_s = self.env.now
         yield self.env.timeout(self.costs.create_s)
         request.record("create", start_s, self.env.now)

@@ -4,19 +4,28 @@ What it models (dockerd's distribution code and its layer download manager):
 
 * ``resolve``: before any layer, the puller asks the registry three things in
   sequence -- ``GET /v2/`` (API probe), the manifest, the image config.  Each
-  is one round trip plus the registry's handling time.  A pull of an image
-  whose layers are all present still resolves: Docker always checks the tag.
+  is one round trip plus the registry's handling time (``model/registry.py``:
+  also token auth, its workers, and the 429 of a rate limit, which fails the
+  pull at once).  A pull of an image whose layers are all present still
+  resolves: Docker always checks the tag.
 * Downloads are *transfers* keyed by layer.  A layer already registered is
   skipped ("Already exists"); a layer another pull is already fetching is not
   fetched again -- the second pull watches the first pull's transfer.
 * All transfers of the daemon share one pool of ``max-concurrent-downloads``
   slots, granted first come first served; a pull queues its missing layers
   bottom first, so they start in layer order as slots free up.  A slot is
-  held for the blob GET only (request round trip + bytes over the link).
+  held for the blob GET only (request round trip + bytes over the network,
+  including retries: ``model/sources.py``), where the bytes come from is the
+  source's business (registry, mirror or peers).
 * Extraction is strictly bottom to top: layer k is applied when its blob is
   downloaded *and* layer k-1 is registered, so extracting early layers
-  overlaps downloading later ones.  The transfer (and its rows) belong to the
-  request whose pull started it.
+  overlaps downloading later ones.  ``[daemon] extract = "parallel"`` drops
+  the order (each layer extracts once downloaded, as snapshotters that unpack
+  layers in parallel do).  With ``[daemon] cores``, extractions take one core
+  each (gunzip is single-threaded) and queue for a free one.  The transfer
+  (and its rows) belong to the request whose pull started it.
+* A transfer that fails (every attempt failed) fails every pull waiting for
+  it, and the layers above it; the next pull starts it afresh.
 * The pull ends ``pull_fixed_s`` after its last layer is registered, when the
   image record is written.
 """
@@ -27,13 +36,9 @@ from dataclasses import dataclass
 import simpy
 
 from model.costs import Costs
-from model.link import Link
 from model.recorder import Request
 from model.store import ImageStore
 from vocab.scenario import Image, Layer
-
-# GET /v2/, GET manifest, GET config (plain-HTTP registry, no token round trip).
-RESOLVE_REQUESTS = 3
 
 
 @dataclass(eq=False)
@@ -42,35 +47,38 @@ class LayerTransfer:
 
     layer: Layer
     owner: Request           # the request whose pull started it; its rows go there
-    registered: simpy.Event  # succeeds when the layer is in the store
+    registered: simpy.Event  # succeeds with True when the layer is in the store, False on failure
+    downloaded_s: float = 0.0  # when its last byte arrived
 
 
 class PullManager:
-    """Pulls images into one node's store over its link to the registry."""
+    """Pulls images into one node's store from a source (registry, mirror or peers)."""
 
     def __init__(self, env: simpy.Environment, costs: Costs, store: ImageStore,
-                 link: Link, rtt_s: float, max_concurrent_downloads: int):
+                 source, node: str, max_concurrent_downloads: int,
+                 serial_extract: bool = True, cores: int | None = None):
         self.env = env
         self.costs = costs
         self.store = store
-        self.link = link
-        self.rtt_s = rtt_s
+        self.source = source
+        self.node = node
         self.slots = simpy.Resource(env, capacity=max_concurrent_downloads)
+        self.serial_extract = serial_extract
+        self.cores = simpy.Resource(env, capacity=cores) if cores else None
         self._transfers: dict[str, LayerTransfer] = {}
-
-    def registry_request_s(self) -> float:
-        """One HTTP request to the registry: a round trip plus its handling."""
-        return self.rtt_s + self.costs.registry_request_s
 
     def in_flight(self) -> tuple[str, ...]:
         """Layers being fetched right now (for tests and inspection)."""
         return tuple(self._transfers)
 
     def pull(self, request: Request, image: Image):
-        """The daemon's side of POST /images/create (a SimPy generator)."""
+        """The daemon's side of POST /images/create (a SimPy generator); returns a status."""
         pull_start_s = self.env.now
-        yield self.env.timeout(RESOLVE_REQUESTS * self.registry_request_s())
+        status = yield from self.source.resolve(self.node, image)
         request.record("resolve", pull_start_s, self.env.now)
+        if status != 200:
+            request.record("pull", pull_start_s, self.env.now)
+            return status
 
         pending: list[simpy.Event] = []
         below: simpy.Event | None = None  # the layer underneath is registered
@@ -85,14 +93,19 @@ class PullManager:
             if transfer is None:
                 transfer = self._start_transfer(request, layer, below)
             pending.append(transfer.registered)
-            below = transfer.registered
+            below = transfer.registered if self.serial_extract else None
+        ok = True
         if pending:
-            yield self.env.all_of(pending)
-        yield self.env.timeout(self.costs.pull_fixed_s)
-        self.store.add_image(image)
+            results = yield self.env.all_of(pending)
+            ok = all(results.values())
+        if ok:
+            yield self.env.timeout(self.costs.pull_fixed_s)
+            self.store.add_image(image)
+            self.store.used(image.ref, self.env.now)
         for layer in image.layers:
             self.store.release_layer(layer.name)  # the image record now holds them
         request.record("pull", pull_start_s, self.env.now)
+        return 200 if ok else 500
 
     def _start_transfer(self, request: Request, layer: Layer,
                         below: simpy.Event | None) -> LayerTransfer:
@@ -104,23 +117,61 @@ class PullManager:
         self.env.process(self._fetch(transfer, slot, below))
         return transfer
 
-    def _fetch(self, transfer: LayerTransfer, slot: simpy.resources.resource.Request,
-               below: simpy.Event | None):
+    def _download(self, transfer: LayerTransfer, slot: simpy.resources.resource.Request):
+        """One blob GET, holding a download slot; records the `download` row."""
         layer, request = transfer.layer, transfer.owner
-        yield slot
         download_start_s = self.env.now
-        yield self.env.timeout(self.registry_request_s())  # the blob GET's round trip
-        yield self.link.transfer(layer.compressed_bytes)
+        ok = yield from self.source.download(self.node, layer)
         self.slots.release(slot)  # the slot covers the download, not the extraction
         request.record("download", download_start_s, self.env.now,
                        layer.name, layer.compressed_bytes)
+        transfer.downloaded_s = self.env.now
+        return ok
 
-        if below is not None:
-            yield below  # strictly bottom to top
+    def _fetch(self, transfer: LayerTransfer, slot: simpy.resources.resource.Request,
+               below: simpy.Event | None):
+        """Download one layer, then register it (after the layer below, when serial).
+
+        An engine that unpacks while the bytes arrive (docksim's; costs.extract_streams)
+        starts extracting once the download has started and the layer below is
+        registered; the last bytes still need their share of work and the layer
+        its registration, so
+            extract_end = max(extract_start + extract_s, download_end + extract_fixed_s).
+        dockerd writes the blob to disk first and extracts it afterwards.
+        """
+        layer, request = transfer.layer, transfer.owner
+        yield slot
+        download = self.env.process(self._download(transfer, slot))
+        ok = True
+        if not self.costs.extract_streams:
+            ok = yield download
+        if ok and below is not None:
+            ok = yield below  # strictly bottom to top
+        if not ok:
+            if not download.triggered:
+                yield download
+            del self._transfers[layer.name]
+            transfer.registered.succeed(False)
+            return
+
+        core = None
+        if self.cores is not None:
+            core = self.cores.request()
+            yield core
         extract_start_s = self.env.now
         yield self.env.timeout(self.costs.extract_s(layer.size_bytes, layer.compression))
+        if core is not None:
+            self.cores.release(core)
+        ok = yield download  # already done unless the bytes arrive slower than they unpack
+        if not ok:
+            del self._transfers[layer.name]
+            transfer.registered.succeed(False)
+            return
+        finish_s = transfer.downloaded_s + self.costs.extract_fixed_s
+        if self.costs.extract_streams and finish_s > self.env.now:
+            yield self.env.timeout(finish_s - self.env.now)
         request.record("extract", extract_start_s, self.env.now, layer.name, layer.size_bytes)
 
         self.store.add_layer(layer.name)
         del self._transfers[layer.name]
-        transfer.registered.succeed()
+        transfer.registered.succeed(True)

@@ -1,22 +1,24 @@
 """Running a scenario: one SimPy world per replication, rows out.
 
-Each replication is a fresh node -- empty image store, idle link -- so
-replications are independent samples of the same experiment, as the real
-engine's are (it wipes its data root between them).  Randomness, when a cost
-becomes stochastic, comes from ``random.Random`` streams named per purpose
-and seeded from (seed, replication), so one seed reproduces every row and
-adding a new stream does not shift the draws of existing ones.
+Each replication is a fresh world -- empty image stores (but for the images
+cached at time 0), idle network -- so replications are independent samples of
+the same experiment, as the real engine's are (it wipes its data root between
+them).  Randomness (arrivals, image popularity, registry failures) comes from
+``random.Random`` streams named per purpose and seeded from (seed,
+replication), so one seed reproduces every row, replications draw
+independently, and adding a new stream does not shift the draws of existing
+ones.
 """
 from __future__ import annotations
 
+import gc
 import random
 
 import simpy
 
-from model.client import Client, client_process
 from model.costs import Costs
-from model.daemon import Daemon
-from model.link import Link
+from model.workload import start_clients
+from model.world import World
 from vocab.scenario import Scenario
 from vocab.trace import PhaseRow, sort_rows
 
@@ -27,18 +29,30 @@ def stream(seed: int, replication: int, purpose: str) -> random.Random:
 
 
 def simulate_replication(scenario: Scenario, replication: int, seed: int,
-                         costs: Costs) -> list[PhaseRow]:
-    """One replication from empty caches; rows in the order phases ended."""
+                         costs: Costs, world_out: list | None = None) -> list[PhaseRow]:
+    """One replication from empty caches; rows in the order phases ended.
+
+    ``world_out``, when given, receives the World (for tests and benchmarks).
+    """
     env = simpy.Environment()
     rows: list[PhaseRow] = []
-    link = Link(env, costs.link_Bps(scenario.network.bandwidth_mbps))
-    daemon = Daemon(env, scenario, costs, link, rng=stream(seed, replication, "daemon"))
-    for step_index, step in enumerate(scenario.steps):
-        for client_index in range(step.clients):
-            client = Client(env, daemon, costs)
-            env.process(client_process(env, client, step, step_index, client_index,
-                                       replication, rows))
-    env.run()
+
+    def named(purpose: str) -> random.Random:
+        return stream(seed, replication, purpose)
+    world = World(env, scenario, costs, named)
+    start_clients(env, world, scenario, costs, replication, rows, named)
+    # Python's cyclic collector would walk every live object of a big world over
+    # and over (the cost grows faster than the world); the run makes little
+    # cyclic garbage, so the collector waits until the replication is over.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        env.run()
+    finally:
+        if collecting:
+            gc.enable()
+    if world_out is not None:
+        world_out.append(world)
     return rows
 
 

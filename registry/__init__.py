@@ -6,8 +6,11 @@ shaping responses with an emulated link (latency per request, one shared
 bandwidth).  `python -m registry serve|build` does the same from a shell.
 
 Modules: layout (the root on disk), content + gzipstream + userland (layer
-bytes), builder (images), api (the distribution API), link (the emulated
-network), server (HTTP).
+bytes), builder (images), variants (the same image in other formats), api (the
+distribution API: pull), push + uploads + manifests (push), responses (errors),
+tokens (token auth), httpbody (request bodies), link (the emulated network),
+faults (deliberate failures for tests), server (HTTP), processes (docksim's and
+the CNCF registry as processes, for interop tests and benchmarks).
 """
 from registry.builder import BuildReport, BuiltImage, BuiltLayer, build_images
 from registry.server import RegistryServer

@@ -2,6 +2,7 @@
 
     python -m registry serve --root DIR --listen 127.0.0.1:PORT
                              [--bandwidth-mbps X] [--rtt-ms Y] [--ready-file F]
+                             [--auth token] [--fail-once-after BYTES]
     python -m registry build SCENARIO.toml --root DIR [--cache-dir DIR]
 
 `serve` runs in the foreground, like `docker-registry serve`, until SIGTERM or
@@ -51,7 +52,22 @@ def _non_negative(text: str) -> float:
     return value
 
 
-def _serve(args: argparse.Namespace) -> int:
+def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
+    """The options of `serve` (shared with `simulate.py registry`)."""
+    serve.add_argument("--root", required=True, help="registry root directory")
+    serve.add_argument("--listen", required=True, type=_listen_address, help="127.0.0.1:PORT (0: any free port)")
+    serve.add_argument("--bandwidth-mbps", type=_positive, default=None, help="shared link rate, Mbit/s")
+    serve.add_argument("--rtt-ms", type=_non_negative, default=0.0, help="delay before every response")
+    serve.add_argument("--ready-file", help="write HOST:PORT here once listening")
+    serve.add_argument("--auth", choices=("none", "token"), default="none",
+                       help="token: require bearer tokens from the built-in /token endpoint")
+    serve.add_argument("--fail-once-after", type=int, default=None, metavar="BYTES",
+                       help="(tests) cut the first blob body that reaches BYTES bytes")
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the registry in the foreground until SIGTERM or SIGINT."""
+    from registry.faults import Faults
     from registry.server import RegistryServer
 
     host, port = args.listen
@@ -61,7 +77,9 @@ def _serve(args: argparse.Namespace) -> int:
     # Block the stop signals in every thread and wait for them here: no handler
     # ever runs in the middle of a lock, and the server threads inherit the mask.
     signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-    server = RegistryServer(args.root, host, port, args.bandwidth_mbps, args.rtt_ms)
+    faults = Faults(cut_after_bytes=args.fail_once_after) if args.fail_once_after is not None else None
+    server = RegistryServer(args.root, host, port, args.bandwidth_mbps, args.rtt_ms,
+                            auth=args.auth, faults=faults)
     try:
         server.start()
     except OSError as error:
@@ -99,12 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m registry", description="docksim's OCI registry")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve a registry root over HTTP")
-    serve.add_argument("--root", required=True, help="registry root directory")
-    serve.add_argument("--listen", required=True, type=_listen_address, help="127.0.0.1:PORT (0: any free port)")
-    serve.add_argument("--bandwidth-mbps", type=_positive, default=None, help="shared link rate, Mbit/s")
-    serve.add_argument("--rtt-ms", type=_non_negative, default=0.0, help="delay before every response")
-    serve.add_argument("--ready-file", help="write HOST:PORT here once listening")
+    add_serve_arguments(commands.add_parser("serve", help="serve a registry root over HTTP"))
     build = commands.add_parser("build", help="build a scenario's images into a registry root")
     build.add_argument("scenario", help="scenario TOML file")
     build.add_argument("--root", required=True, help="registry root directory")
@@ -112,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    return _serve(args) if args.command == "serve" else _build(args)
+    return serve(args) if args.command == "serve" else _build(args)
 
 
 if __name__ == "__main__":

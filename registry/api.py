@@ -1,7 +1,8 @@
-"""The OCI distribution API (pull side): requests in, responses out, no sockets.
+"""The OCI distribution API: requests in, responses out, no sockets.
 
 What a client such as dockerd, containerd or skopeo sends to pull an image, and
-what a registry answers (OCI distribution spec, "Pull" and "Content discovery"):
+what a registry answers (OCI distribution spec, "Pull" and "Content discovery");
+the push routes are in `registry.push`, token auth in `registry.tokens`:
 
     GET  /v2/                            200 {}: "this is a v2 registry"
     HEAD /v2/<name>/manifests/<ref>      headers only: digest, type, length
@@ -9,68 +10,49 @@ what a registry answers (OCI distribution spec, "Pull" and "Content discovery"):
     GET  /v2/<name>/blobs/<digest>       config or layer bytes; Range allowed
     GET  /v2/<name>/tags/list            {"name", "tags"}; ?n=&last= paginate
     GET  /v2/_catalog                    {"repositories"}; ?n=&last= paginate
+    POST/PATCH/PUT/DELETE .../blobs/uploads/...   blob uploads (registry.push)
+    PUT  /v2/<name>/manifests/<ref>      a manifest, checked (registry.manifests)
 
 Errors are JSON bodies ``{"errors": [{"code", "message", "detail"}]}`` with the
-spec's status codes.  The server (registry.server) puts these responses on the
-wire; push (POST/PATCH/PUT) will add routes to `ROUTES` and methods here.
+spec's status codes (`registry.responses`).  The server (registry.server) puts
+these responses on the wire and hands request bodies in as streams.
 """
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Mapping
 from urllib.parse import quote
 
 from registry.layout import DIGEST_GRAMMAR_RE, RegistryLayout, valid_digest, valid_name, valid_tag
+from registry.manifests import media_type_of
+from registry.push import PushHandlers
+from registry.responses import RegistryError, Response, json_response
+from registry.tokens import TOKEN_PATH, TokenAuth
+from registry.uploads import Uploads
+
+__all__ = ["RegistryAPI", "RegistryError", "Response"]
 
 API_VERSION = "registry/2.0"
 OCTET_STREAM = "application/octet-stream"
-JSON = "application/json"
-DEFAULT_MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
+_UPLOADS = r"^/v2/(?P<name>.+)/blobs/uploads/"
 # (methods, path pattern, handler name); the name group is validated by the handler.
 ROUTES = [
     (("GET", "HEAD"), re.compile(r"^/v2/?$"), "base"),
     (("GET", "HEAD"), re.compile(r"^/v2/_catalog$"), "catalog"),
     (("GET", "HEAD"), re.compile(r"^/v2/(?P<name>.+)/tags/list$"), "tags_list"),
+    (("POST",), re.compile(_UPLOADS + "?$"), "start_upload"),
+    (("GET",), re.compile(_UPLOADS + r"(?P<session_id>[^/]+)$"), "upload_status"),
+    (("PATCH",), re.compile(_UPLOADS + r"(?P<session_id>[^/]+)$"), "upload_chunk"),
+    (("PUT",), re.compile(_UPLOADS + r"(?P<session_id>[^/]+)$"), "finish_upload"),
+    (("DELETE",), re.compile(_UPLOADS + r"(?P<session_id>[^/]+)$"), "cancel_upload"),
     (("GET", "HEAD"), re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<reference>[^/]+)$"), "manifest"),
+    (("PUT",), re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<reference>[^/]+)$"), "put_manifest"),
     (("GET", "HEAD"), re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<digest>[^/]+)$"), "blob"),
 ]
-
-
-@dataclass
-class Response:
-    """A status, headers and a body: bytes, or a byte range of a file."""
-
-    status: int
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    file: Path | None = None
-    offset: int = 0
-    length: int = 0
-
-    @property
-    def body_bytes(self) -> int:
-        return self.length if self.file is not None else len(self.body)
-
-
-class RegistryError(Exception):
-    """An OCI error: becomes a JSON error body with `status`."""
-
-    def __init__(self, status: int, code: str, message: str, detail: object = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.detail = status, code, message, detail
-
-    def response(self) -> Response:
-        body = {"errors": [{"code": self.code, "message": self.message, "detail": self.detail}]}
-        return _json_response(self.status, body)
-
-
-def _json_response(status: int, document: object, headers: dict[str, str] | None = None) -> Response:
-    return Response(status, {"Content-Type": JSON, **(headers or {})}, json.dumps(document).encode())
+_HOST_RE = re.compile(r"^[A-Za-z0-9.:\[\]-]{1,300}$")
 
 
 def _page(items: list[str], query: Mapping[str, list[str]], path: str) -> tuple[list[str], dict[str, str]]:
@@ -117,22 +99,33 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return first, min(last, size - 1)
 
 
-class RegistryAPI:
-    """Answers pull-side requests from the blobs and tags under one root."""
+class RegistryAPI(PushHandlers):
+    """Answers requests from the blobs and tags under one root.  With `auth`
+    (a TokenAuth), every /v2/ request needs a bearer token from GET /token."""
 
-    def __init__(self, layout: RegistryLayout):
+    def __init__(self, layout: RegistryLayout, auth: TokenAuth | None = None):
         self.layout = layout
+        self.auth = auth
+        self.uploads = Uploads(layout)
         self._media_types: dict[str, str] = {}  # manifest digest -> its mediaType
 
+    def close(self) -> None:
+        self.uploads.close()
+
     def handle(self, method: str, path: str, query: Mapping[str, list[str]],
-               headers: Mapping[str, str]) -> Response:
+               headers: Mapping[str, str], body=None) -> Response:
         try:
+            if self.auth is not None and path == TOKEN_PATH and method in ("GET", "HEAD"):
+                return json_response(200, self.auth.issue(query.get("scope", [])))
             allowed = []
             for methods, pattern, handler in ROUTES:
                 match = pattern.match(path)
                 if match:
                     if method in methods:
-                        response = getattr(self, handler)(query=query, headers=headers, **match.groupdict())
+                        if self.auth is not None:
+                            self._authorize(method, path, match.groupdict().get("name"), headers)
+                        response = getattr(self, handler)(query=query, headers=headers, body=body,
+                                                          **match.groupdict())
                         response.headers.setdefault("Docker-Distribution-API-Version", API_VERSION)
                         return response
                     allowed += methods
@@ -144,6 +137,21 @@ class RegistryAPI:
             response = error.response()
             response.headers["Docker-Distribution-API-Version"] = API_VERSION
             return response
+
+    def _authorize(self, method: str, path: str, name: str | None, headers: Mapping[str, str]) -> None:
+        """401 with a Bearer challenge unless the request carries a token for its scope."""
+        if name is not None:
+            actions = "pull" if method in ("GET", "HEAD") else "pull,push"
+            scope = f"repository:{name}:{actions}"
+        else:
+            scope = "registry:catalog:*" if path.startswith("/v2/_catalog") else None
+        allowed, error = self.auth.allows(headers.get("Authorization", ""), scope)
+        if not allowed:
+            host = headers.get("Host", "")
+            realm = f"http://{host if _HOST_RE.match(host) else 'localhost'}{TOKEN_PATH}"
+            raise RegistryError(401, "UNAUTHORIZED", "authentication required",
+                                {"scope": scope} if scope else None,
+                                {"WWW-Authenticate": self.auth.challenge(realm, scope, error)})
 
     # -- checks shared by the handlers --
 
@@ -166,15 +174,15 @@ class RegistryAPI:
     # -- handlers --
 
     def base(self, **_) -> Response:
-        return _json_response(200, {})
+        return json_response(200, {})
 
     def catalog(self, query, **_) -> Response:
         names, link = _page(self.layout.repositories(), query, "/v2/_catalog")
-        return _json_response(200, {"repositories": names}, link)
+        return json_response(200, {"repositories": names}, link)
 
     def tags_list(self, name, query, **_) -> Response:
         tags, link = _page(self.layout.tags(self._repository(name)), query, f"/v2/{name}/tags/list")
-        return _json_response(200, {"name": name, "tags": tags}, link)
+        return json_response(200, {"name": name, "tags": tags}, link)
 
     def manifest(self, name, reference, **_) -> Response:
         self._repository(name)
@@ -205,7 +213,7 @@ class RegistryAPI:
             document = json.loads(body)
             if not isinstance(document, dict) or "schemaVersion" not in document:
                 raise ValueError("not a manifest")
-            self._media_types[digest] = document.get("mediaType", DEFAULT_MANIFEST_TYPE)
+            self._media_types[digest] = media_type_of(document)
         return self._media_types[digest]
 
     def blob(self, name, digest, headers, **_) -> Response:

@@ -6,10 +6,12 @@ keeps the same two ideas in the plainest possible tree:
 
     ROOT/blobs/sha256/<hex>                    every blob: layers, configs, manifests
     ROOT/repositories/<name>/tags/<tag>        text: the manifest digest it points to
+    ROOT/uploads/<session>                     a push's blob while it arrives (emptied at start)
 
 Blobs are shared by all repositories (as if every blob were cross-mounted).
-Every write goes to a temporary file in the target directory and is renamed
-into place, so a reader (the server) never sees half a file.
+Every write goes to a temporary file in the target directory (or, for pushed
+blobs, in `uploads/`, on the same file system) and is renamed into place after
+its digest was checked, so a reader (the server) never sees half a file.
 
 Names, tags and digests are checked against the OCI distribution grammar before
 they become paths; the grammar admits no `..` and no absolute paths, and the
@@ -72,10 +74,15 @@ class RegistryLayout:
         self.root = Path(root).resolve()
         self.blob_dir = self.root / "blobs" / "sha256"
         self.repo_dir = self.root / "repositories"
+        self.upload_dir = self.root / "uploads"
 
     def ensure(self) -> None:
         self.blob_dir.mkdir(parents=True, exist_ok=True)
         self.repo_dir.mkdir(parents=True, exist_ok=True)
+
+    def ensure_repository(self, name: str) -> None:
+        """Make `name` a repository (a push creates it with its first blob)."""
+        (self.repository_path(name) / "tags").mkdir(parents=True, exist_ok=True)
 
     # -- paths (callers validate first; these refuse anything unvalidated) --
 
@@ -120,6 +127,14 @@ class RegistryLayout:
 
     def adopt_blob(self, temp: Path, digest: str) -> Path:
         """Move a finished temporary file into place under its digest."""
+        path = self.blob_path(digest)
+        os.replace(temp, path)
+        return path
+
+    def commit_blob(self, temp: Path, digest: str) -> Path:
+        """Rename a verified upload into place; an existing blob is the same bytes
+        (same digest), so whichever of two concurrent pushes renames last wins."""
+        self.blob_dir.mkdir(parents=True, exist_ok=True)
         path = self.blob_path(digest)
         os.replace(temp, path)
         return path

@@ -4,8 +4,11 @@ Clients (dockerd, containerd, skopeo, our puller) keep connections alive and
 open several at once for parallel layer downloads, as they do against Docker
 Hub.  Each request is answered by `registry.api`, then shaped by the emulated
 link (`registry.link`): one round trip before the status line, body bytes paced
-on the shared link.  Without a bandwidth limit, blob bodies go out with
-sendfile(2), straight from the page cache to the socket.
+on the shared link.  Blob bodies go out with sendfile(2), straight from the
+page cache to the socket (zero-copy), in link-sized slices when the link is
+limited.  Request bodies (pushes) are read as streams (`registry.httpbody`).
+Optional: token auth (`auth="token"`, `registry.tokens`) and deliberate faults
+for tests (`registry.faults`).
 
 One log line per request (logger "registry.server"), for example
 ``GET /v2/lecture/hello/blobs/sha256:ab12cd34ef56… 200 20000000 B 1.62 s``.
@@ -23,13 +26,21 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 from registry.api import RegistryAPI, RegistryError, Response
+from registry.faults import Faults
+from registry.httpbody import BodyError, RequestBody
 from registry.layout import RegistryLayout
 from registry.link import Link, LinkClosed
+from registry.tokens import TokenAuth
 
 log = logging.getLogger(__name__)
 
 IDLE_TIMEOUT_S = 60.0  # an idle keep-alive connection is closed after this
+DRAIN_BYTES = 16 << 20  # a refused request's body is read up to this, to keep the connection
 _DIGEST_IN_PATH = re.compile(r"(sha256:[0-9a-f]{12})[0-9a-f]{52}")
+
+
+class _FaultCut(ConnectionAbortedError):
+    """A body cut on purpose (registry.faults)."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -49,15 +60,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         started_s = time.monotonic()
-        if self.headers.get("Content-Length", "0") != "0" or "Transfer-Encoding" in self.headers:
-            self.close_connection = True  # a request body this server does not read
         path, _, query = self.path.partition("?")
+        body = None
         try:
-            response = self.server.api.handle(self.command, path, parse_qs(query), self.headers)
+            body = RequestBody.from_headers(self.rfile, self.headers)
+            response = self.server.api.handle(self.command, path, parse_qs(query), self.headers, body)
+        except BodyError as error:
+            response = RegistryError(400, "BLOB_UPLOAD_INVALID", str(error)).response()
         except Exception:  # a bug or an unreadable file: answer, keep serving
             log.exception("%s %s failed", self.command, self.path)
             response = RegistryError(500, "UNKNOWN", "internal server error").response()
-        sent_bytes = 0
+        if not self._drained(body):
+            self.close_connection = True  # the rest of the body would be read as the next request
+            response.headers["Connection"] = "close"
+        self._sent_bytes, note = 0, ""
         try:
             self.server.link.round_trip()
             self.send_response(response.status)
@@ -66,14 +82,27 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(response.body_bytes))
             self.end_headers()
             if self.command != "HEAD":
-                sent_bytes = self._send_body(response)
+                self._send_body(response)
         except (LinkClosed, ConnectionError, socket.timeout) as error:
             self.close_connection = True
-            log.debug("%s %s abandoned: %r", self.command, self.path, error)
-        log.info("%s %s %d %d B %.2f s", self.command, _DIGEST_IN_PATH.sub(r"\1…", path),
-                 response.status, sent_bytes, time.monotonic() - started_s)
+            note = f" (cut: {error})" if isinstance(error, _FaultCut) else " (abandoned)"
+        log.info("%s %s %d %d B %.2f s%s", self.command, _DIGEST_IN_PATH.sub(r"\1…", path),
+                 response.status, self._sent_bytes, time.monotonic() - started_s, note)
 
-    def _send_body(self, response: Response) -> int:
+    def _drained(self, body: RequestBody | None) -> bool:
+        """Read what a handler left of a refused request's body (up to DRAIN_BYTES),
+        so the connection can serve the next request; False if it cannot."""
+        if body is None:
+            return False
+        try:
+            while not body.finished and body.received < DRAIN_BYTES:
+                body.read(1 << 20)
+        except (BodyError, OSError):
+            return False
+        return body.finished
+
+    def _send_body(self, response: Response) -> None:
+        """Send the body, counting in `self._sent_bytes` what went out."""
         sender = self.server.link.sender()
         chunk_bytes = self.server.link.chunk_bytes
         if response.file is None:
@@ -82,17 +111,22 @@ class _Handler(BaseHTTPRequestHandler):
                 piece = view[start:start + chunk_bytes]
                 sender.wait_for_slot(len(piece))
                 self.wfile.write(piece)
-            return len(view)
-        sent_bytes = 0
+                self._sent_bytes += len(piece)
+            return
+        length = response.length
+        cut = self.server.faults.cut_point(length, self.path) if self.server.faults else None
+        if cut is not None:
+            length = cut
         with open(response.file, "rb") as blob:
-            while sent_bytes < response.length:
-                n_bytes = min(chunk_bytes, response.length - sent_bytes)
+            while self._sent_bytes < length:
+                n_bytes = min(chunk_bytes, length - self._sent_bytes)
                 sender.wait_for_slot(n_bytes)
-                done = self.connection.sendfile(blob, response.offset + sent_bytes, n_bytes)
-                sent_bytes += done
+                done = self.connection.sendfile(blob, response.offset + self._sent_bytes, n_bytes)
+                self._sent_bytes += done
                 if done < n_bytes:  # the file shrank under us: give up on this connection
                     raise ConnectionAbortedError(f"{response.file} ended early")
-        return sent_bytes
+        if cut is not None:
+            raise _FaultCut(f"fault injected after {cut} of {response.length} bytes")
 
     # http.server writes its own access log to stderr; route everything through logging.
     def log_request(self, code="-", size="-") -> None:
@@ -106,8 +140,9 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # many clients may connect at once
 
-    def __init__(self, address: tuple[str, int], api: RegistryAPI, link: Link):
-        self.api, self.link = api, link
+    def __init__(self, address: tuple[str, int], api: RegistryAPI, link: Link,
+                 faults: Faults | None = None):
+        self.api, self.link, self.faults = api, link, faults
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
@@ -140,18 +175,25 @@ class RegistryServer:
     """An OCI registry serving `root` on a loopback address.
 
     `port` 0 picks a free port; `bandwidth_mbps` (None: unlimited) and `rtt_ms`
-    shape every response as described in `registry.link`.  Use as a context
-    manager, or call `start()` and `stop()`.
+    shape every response as described in `registry.link`.  `auth="token"`
+    requires bearer tokens from the registry's own `/token` endpoint; `faults`
+    (tests only) makes it misbehave on purpose.  Use as a context manager, or
+    call `start()` and `stop()`.
     """
 
     def __init__(self, root: str | Path, host: str = "127.0.0.1", port: int = 0,
-                 bandwidth_mbps: float | None = None, rtt_ms: float = 0.0):
+                 bandwidth_mbps: float | None = None, rtt_ms: float = 0.0,
+                 auth: str | None = None, faults: Faults | None = None):
+        if auth not in (None, "none", "token"):
+            raise ValueError(f"auth must be None or 'token', not {auth!r}")
         if not ipaddress.ip_address(host).is_loopback or ipaddress.ip_address(host).version != 4:
             raise ValueError(f"the registry listens on IPv4 loopback addresses only, not {host!r}")
         Link(bandwidth_mbps, rtt_ms)  # check the numbers now, not at start()
         self.root = Path(root)
         self.host, self.port = host, port
         self.bandwidth_mbps, self.rtt_ms = bandwidth_mbps, rtt_ms
+        self.auth = None if auth == "none" else auth
+        self.faults = faults
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -164,13 +206,19 @@ class RegistryServer:
         if self._httpd is not None:
             raise RuntimeError("the registry is already running")
         link = Link(self.bandwidth_mbps, self.rtt_ms)
-        self._httpd = _HTTPServer((self.host, self.port), RegistryAPI(RegistryLayout(self.root)), link)
+        api = RegistryAPI(RegistryLayout(self.root), TokenAuth() if self.auth == "token" else None)
+        try:
+            self._httpd = _HTTPServer((self.host, self.port), api, link, self.faults)
+        except BaseException:
+            api.close()
+            raise
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
                                         name=f"registry:{self.port}", daemon=True)
         self._thread.start()
-        log.info("registry serving %s at %s (bandwidth %s, rtt %g ms)", self.root, self.url,
-                 f"{self.bandwidth_mbps:g} Mbit/s" if self.bandwidth_mbps else "unlimited", self.rtt_ms)
+        log.info("registry serving %s at %s (bandwidth %s, rtt %g ms%s)", self.root, self.url,
+                 f"{self.bandwidth_mbps:g} Mbit/s" if self.bandwidth_mbps else "unlimited", self.rtt_ms,
+                 ", token auth" if self.auth else "")
         return self
 
     def stop(self) -> None:
@@ -182,6 +230,7 @@ class RegistryServer:
         self._httpd.close_connections()
         self._httpd.server_close()
         self._thread.join()
+        self._httpd.api.close()
         self._httpd = self._thread = None
 
     def __enter__(self) -> "RegistryServer":

@@ -264,14 +264,15 @@ def phase_events(client: docker.DockerClient, request_tag: str) -> list[dict]:
 
 
 def statuses_by_layer(messages: list[dict]) -> dict[str, list[str]]:
-    """Progress statuses per layer id, consecutive "Downloading" collapsed to one."""
+    """Progress statuses per layer id, consecutive "Downloading" (or "Extracting")
+    progress messages collapsed to one."""
     out: dict[str, list[str]] = {}
     for message in messages:
         layer = message.get("id", "")
         if len(layer) != 12 or "status" not in message:
             continue
         seen = out.setdefault(layer, [])
-        if not (seen and seen[-1] == "Downloading" == message["status"]):
+        if not (seen and seen[-1] == message["status"] in ("Downloading", "Extracting")):
             seen.append(message["status"])
     return out
 

@@ -20,7 +20,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_run_writes_trace_summary_and_timeline(tmp_path):
-    result = cli("run", "scenarios/hello.toml", "--out", str(tmp_path))
+    result = cli("run", "scenarios/hello.toml", "--out", str(tmp_path), "--calibration", "builtin")
     assert result.returncode == 0, result.stderr
     assert "s0-c0-r1" in result.stdout
     text = (tmp_path / "trace.csv").read_text()
@@ -42,7 +42,8 @@ def test_run_writes_trace_summary_and_timeline(tmp_path):
 
 def test_same_seed_same_bytes(tmp_path):
     for name in ("a", "b"):
-        assert cli("run", "scenarios/hello.toml", "--out", str(tmp_path / name), "--seed", "7").returncode == 0
+        assert cli("run", "scenarios/hello.toml", "--out", str(tmp_path / name), "--seed", "7",
+                   "--calibration", "builtin").returncode == 0
     assert (tmp_path / "a/trace.csv").read_bytes() == (tmp_path / "b/trace.csv").read_bytes()
     assert (tmp_path / "a/timeline.svg").read_bytes() == (tmp_path / "b/timeline.svg").read_bytes()
     assert json.loads((tmp_path / "a/summary.json").read_text())["meta"]["seed"] == 7
@@ -91,3 +92,13 @@ def test_without_root_measure_says_why_and_compare_writes_the_simulated_half(tmp
     assert "not measured" in result.stdout and "needs root" in result.stdout
     assert (tmp_path / "c/sim/trace.csv").exists() and not (tmp_path / "c/real").exists()
     assert not (tmp_path / "c/comparison.csv").exists()
+
+
+def test_measure_refuses_what_the_engine_cannot_play_yet(tmp_path):
+    """A cluster scenario is simulated, but measuring it is refused in one line."""
+    result = cli("measure", "scenarios/rate-limited.toml", "--out", str(tmp_path / "m"),
+                 "--calibration", "builtin")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot play more than one node" in lines[0]
+    assert not (tmp_path / "m").exists()

@@ -109,7 +109,7 @@ def test_compare_writes_the_error_table(tmp_path):
     temp.mkdir()
     env = dict(os.environ, TMPDIR=str(temp), XDG_CACHE_HOME=str(tmp_path / "cache"), MPLBACKEND="Agg")
     done = subprocess.run([sys.executable, "simulate.py", "compare", "scenarios/hello.toml",
-                           "--out", str(out)], cwd=REPO_ROOT, env=env, capture_output=True,
+                           "--out", str(out), "--calibration", "builtin"], cwd=REPO_ROOT, env=env, capture_output=True,
                           text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
 

@@ -181,6 +181,11 @@ def test_corrupt_tar_is_a_layer_error(dest: Path) -> None:
 
 # --- hostile tars --------------------------------------------------------------
 
+def device(item: tuple[tarfile.TarInfo, bytes | None], major: int, minor: int):
+    item[0].devmajor, item[0].devminor = major, minor
+    return item
+
+
 HOSTILE = {
     "absolute path": ([entry("/etc/passwd", data=b"root::0:0::/:/bin/sh\n")],
                       "'/etc/passwd'", "absolute path"),
@@ -213,8 +218,9 @@ HOSTILE = {
                                    "'h'", "not in the layer yet"),
     "hardlink to a directory": ([entry("d/", "dir"), entry("h", "hardlink", link="d")],
                                 "'h'", "is a dir"),
-    "character device": ([entry("mem", "chr")], "'mem'", "device nodes are not allowed"),
-    "block device": ([entry("sda", "blk")], "'sda'", "device nodes are not allowed"),
+    "character device": ([device(entry("mem", "chr"), 1, 1)], "'mem'",
+                         "device nodes are not allowed"),
+    "block device": ([device(entry("sda", "blk"), 8, 0)], "'sda'", "device nodes are not allowed"),
     "fifo": ([entry("pipe", "fifo")], "'pipe'", "fifos are not allowed"),
     "whiteout of ..": ([entry(".wh...")], "'.wh...'", "whiteout names '..'"),
     "whiteout of .. in a dir": ([entry("a/", "dir"), entry("a/.wh...")],

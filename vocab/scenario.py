@@ -15,6 +15,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from vocab.cluster import (DAEMON_EXTRA, NETWORK_EXTRA, STEP_EXTRA, Distribution,
+                           NodeGroup, Registry, check_step_extras, load_distribution,
+                           load_nodes, load_registry, match_images, match_nodes)
 from vocab.schema import (Field, ScenarioError, at_least_one, check_table,
                           key_path, non_negative, one_of, positive)
 
@@ -63,15 +66,25 @@ class Image:
 
 @dataclass(frozen=True)
 class Network:
-    """The link between the registry and the node."""
+    """The link between the registry and the node (in a cluster: the world's links)."""
 
-    bandwidth_mbps: float | None  # None: no limit
-    rtt_ms: float
+    bandwidth_mbps: float | None  # None: no limit; in a cluster, the default access link
+    rtt_ms: float                 # in a cluster: between the core switch and the registry
+    topology: str = "star"        # "star" | "racks"
+    registry_bandwidth_mbps: float | None = None  # the registry's uplink; None: no limit
+    rack_size: int = 40
+    rack_uplink_mbps: float | None = None
+    public_ips: int | None = None  # addresses the nodes share (NAT); None: one per node
+    slow_start: bool = False       # charge TCP slow start on every transfer
 
 
 @dataclass(frozen=True)
 class Daemon:
     max_concurrent_downloads: int  # dockerd's default is 3
+    max_download_attempts: int = 5  # dockerd's default
+    extract: str = "serial"         # "serial" (Docker: bottom to top) | "parallel"
+    cores: int | None = None        # CPUs for extraction; None: no contention
+    api_workers: int | None = None  # Engine API requests handled at once; None: no limit
 
 
 @dataclass(frozen=True)
@@ -84,6 +97,20 @@ class Step:
     clients: int
     repeat: int
     run_s: float  # the container runs `sleep run_s`; 0 means `true`
+    node: str = ""                   # the glob as written; "" means the first node
+    nodes: tuple[str, ...] = ()      # the nodes it matched, in declaration order
+    arrivals: str = "fixed"          # "fixed" (at_s, repeat) | "poisson"
+    rate_per_s: float | None = None  # poisson: arrivals per second per client
+    duration_s: float | None = None  # poisson: arrivals during [at_s, at_s + duration_s)
+    images: tuple[str, ...] = ()     # several images, most popular first; `image` is the first
+    popularity: str = "uniform"      # how a request picks among `images`: uniform | zipf
+    zipf_s: float = 1.0              # zipf: P(rank k) proportional to k ** -zipf_s
+    retries: int = 0                 # failed pulls retried with kubelet's back-off
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        """The images a request of this step may ask for."""
+        return self.images or (self.image,)
 
 
 @dataclass(frozen=True)
@@ -97,6 +124,13 @@ class Scenario:
     images: tuple[Image, ...]
     steps: tuple[Step, ...]
     source: str = ""  # the file it came from, for messages
+    nodes: tuple[NodeGroup, ...] = (NodeGroup("node"),)
+    registry: Registry = Registry()
+    distribution: Distribution = Distribution()
+
+    def node_names(self) -> list[str]:
+        """Every node, in declaration order (a group of count N gives NAME-0 ... NAME-N-1)."""
+        return [name for group in self.nodes for name in group.names()]
 
     def image(self, ref: str) -> Image:
         for image in self.images:
@@ -139,8 +173,8 @@ _SCENARIO = {
     "replications": Field(int, 1, at_least_one),
 }
 _NETWORK = {"bandwidth_mbps": Field(float, None, positive),
-            "rtt_ms": Field(float, 0.0, non_negative)}
-_DAEMON = {"max_concurrent_downloads": Field(int, 3, at_least_one)}
+            "rtt_ms": Field(float, 0.0, non_negative), **NETWORK_EXTRA}
+_DAEMON = {"max_concurrent_downloads": Field(int, 3, at_least_one), **DAEMON_EXTRA}
 _IMAGE = {"ref": Field(str, check=_check_ref), "layers": Field(list)}
 _LAYER = {"name": Field(str, check=_check_name),
           "size_mb": Field(float, check=positive),
@@ -148,12 +182,14 @@ _LAYER = {"name": Field(str, check=_check_name),
                                lambda v: None if v >= 1.0 else f"must be at least 1.0, not {v}")}
 _STEP = {"at_s": Field(float, 0.0, non_negative),
          "command": Field(str, check=one_of(*COMMANDS)),
-         "image": Field(str, check=_check_ref),
+         "image": Field(str, None, check=_check_ref),
          "clients": Field(int, 1, at_least_one),
          "repeat": Field(int, 1, at_least_one),
-         "run_s": Field(float, 0.0, non_negative)}
+         "run_s": Field(float, 0.0, non_negative), **STEP_EXTRA}
 _TOP = {"scenario": Field(dict), "network": Field(dict, {}), "daemon": Field(dict, {}),
-        "image": Field(list), "step": Field(list)}
+        "image": Field(list, []), "step": Field(list), "node": Field(list, []),
+        "registry": Field(dict, {}), "distribution": Field(dict, {}),
+        "catalog": Field(dict, None)}
 
 
 class _Loader:
@@ -185,27 +221,39 @@ class _Loader:
             layers.append(layer)
         return tuple(layers)
 
-    def images(self, raw: list) -> tuple[Image, ...]:
+    def images(self, raw: list, catalog: tuple[Image, ...] = ()) -> tuple[Image, ...]:
         images: list[Image] = []
-        seen: dict[str, Layer] = {}
-        for i, entry in enumerate(self.array(raw, "image")):
+        seen: dict[str, Layer] = {layer.name: layer for image in catalog for layer in image.layers}
+        known = {image.ref for image in catalog}
+        for i, entry in enumerate(self.array(raw, "image") if raw or not catalog else []):
             where = key_path("image", i)
             values = self.table(entry, _IMAGE, where)
             ref = normalise_ref(values["ref"])
-            if any(image.ref == ref for image in images):
+            if ref in known or any(image.ref == ref for image in images):
                 raise self.fail(key_path(where, "ref"), f"image {ref!r} is declared twice")
             images.append(Image(ref, self.layers(values["layers"], key_path(where, "layers"), seen)))
-        return tuple(images)
+        return tuple(images) + catalog
 
-    def steps(self, raw: list, images: tuple[Image, ...]) -> tuple[Step, ...]:
+    def steps(self, raw: list, images: tuple[Image, ...], nodes: list[str]) -> tuple[Step, ...]:
         known = {image.ref for image in images}
+        refs = [image.ref for image in images]
         steps = []
         for i, entry in enumerate(self.array(raw, "step")):
-            values = self.table(entry, _STEP, key_path("step", i))
-            values["image"] = normalise_ref(values["image"])
+            where = key_path("step", i)
+            values = self.table(entry, _STEP, where)
+            check_step_extras(values, where, self.fail, set(entry))
+            if values["images"] is not None:
+                values["images"] = match_images(values["images"], refs, key_path(where, "images"),
+                                                self.fail, normalise_ref)
+                values["image"] = values["images"][0]
+            else:
+                values["images"] = ()
+                values["image"] = normalise_ref(values["image"])
             if values["image"] not in known:
-                raise self.fail(key_path(key_path("step", i), "image"),
-                                f"unknown image {values['image']!r} (declared: {', '.join(sorted(known))})")
+                shown = ", ".join(sorted(known)[:6]) + (", ..." if len(known) > 6 else "")
+                raise self.fail(key_path(where, "image"),
+                                f"unknown image {values['image']!r} (declared: {shown})")
+            values["nodes"] = match_nodes(values["node"], nodes, key_path(where, "node"), self.fail)
             steps.append(Step(**values))
         return tuple(steps)
 
@@ -214,9 +262,18 @@ class _Loader:
         head = self.table(top["scenario"], _SCENARIO, "scenario")
         network = Network(**self.table(top["network"], _NETWORK, "network"))
         daemon = Daemon(**self.table(top["daemon"], _DAEMON, "daemon"))
-        images = self.images(top["image"])
+        catalog: tuple[Image, ...] = ()
+        if top["catalog"] is not None:
+            from vocab.catalog import generate, load_catalog
+            catalog = generate(load_catalog(top["catalog"], self.table, head["seed"]))
+        images = self.images(top["image"], catalog)
+        refs = [image.ref for image in images]
+        nodes = load_nodes(top["node"], self.table, self.fail, refs, normalise_ref)
+        names = [name for group in nodes for name in group.names()]
         return Scenario(**head, network=network, daemon=daemon, images=images,
-                        steps=self.steps(top["step"], images), source=self.source)
+                        steps=self.steps(top["step"], images, names), source=self.source,
+                        nodes=nodes, registry=load_registry(top["registry"], self.table),
+                        distribution=load_distribution(top["distribution"], self.table))
 
 
 def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
@@ -228,8 +285,12 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
     return _Loader(source).scenario(doc)
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario file."""
+def load_scenario(path: str | Path, *, overrides: dict[str, object] | None = None) -> Scenario:
+    """Read and validate a scenario file.
+
+    ``overrides`` ({"network.rtt_ms": 20, "step.clients": 4}) edit the raw
+    document before validation, as ``--set`` does; see ``vocab.overrides``.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -237,4 +298,8 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ScenarioError(f"{path}: no such scenario file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError(f"{path}: cannot read: {exc}") from None
+    if overrides:
+        from vocab.overrides import load_overridden  # imported here: it is optional machinery
+        return load_overridden(text, str(path), overrides, _Loader(str(path)).scenario,
+                               parse_scenario)
     return parse_scenario(text, str(path))

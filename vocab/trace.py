@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import statistics
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
@@ -151,12 +152,62 @@ def _median(values: list[float]) -> float | None:
     return round(statistics.median(values), 6) if values else None
 
 
+# Student's t, 0.975 quantile, by degrees of freedom (beyond the table: the normal 1.96)
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+         9: 2.262, 10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131,
+         16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086, 25: 2.060, 30: 2.042,
+         40: 2.021, 60: 2.000, 120: 1.980}
+
+
+def quantile(values: list[float], q: float) -> float:
+    """The q-quantile with linear interpolation between order statistics (numpy's default)."""
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def t975(df: int) -> float:
+    """Student's t 0.975 quantile for df degrees of freedom (the largest tabled df <= df)."""
+    return _T975[max(k for k in _T975 if k <= df)]
+
+
+def metric_statistics(by_replication: dict[int, list[float]]) -> dict:
+    """Median, p95 and mean of one metric over every request of every replication,
+    and a 95 % confidence interval of the mean.
+
+    Requests of one replication share the network and the registry, so they
+    are not independent samples; replications are (independent seeded
+    streams).  The interval is therefore Student's t over the R replication
+    means: mean +- t(0.975, R-1) * sd(means) / sqrt(R); None with R = 1.
+    """
+    pooled = [v for values in by_replication.values() for v in values]
+    if not pooled:
+        return {"count": 0, "median": None, "p95": None, "mean": None, "ci95": None}
+    means = [statistics.fmean(values) for values in by_replication.values() if values]
+    ci95 = None
+    if len(means) >= 2:
+        half = t975(len(means) - 1) * statistics.stdev(means) / math.sqrt(len(means))
+        centre = statistics.fmean(means)
+        ci95 = [round(centre - half, 6), round(centre + half, 6)]
+    return {"count": len(pooled), "median": round(statistics.median(pooled), 6),
+            "p95": round(quantile(pooled, 0.95), 6), "mean": round(statistics.fmean(pooled), 6),
+            "ci95": ci95}
+
+
 def summarize(rows: list[PhaseRow], scenario: str, source: str, engine: str,
               replications: int, meta: dict | None = None) -> dict:
-    """The summary.json document: per request, the median of each metric over replications."""
+    """The summary.json document: per request, the median of each metric over replications;
+    per metric (``metrics``), its distribution over all requests (``metric_statistics``)."""
     per_request: dict[str, list[dict]] = {}
-    for (_, request), entry in sorted(request_metrics(rows).items()):
+    samples: dict[str, dict[int, list[float]]] = {metric: {} for metric in METRICS}
+    for (replication, request), entry in sorted(request_metrics(rows).items()):
         per_request.setdefault(request, []).append(entry)
+        for metric in METRICS:
+            values = samples[metric].setdefault(replication, [])
+            if entry[metric] is not None:
+                values.append(entry[metric])
     requests = []
     for request in sorted(per_request, key=parse_request_id):
         entries = per_request[request]
@@ -167,7 +218,8 @@ def summarize(rows: list[PhaseRow], scenario: str, source: str, engine: str,
             item[metric] = _median([e[metric] for e in entries])
         requests.append(item)
     doc = {"scenario": scenario, "source": source, "engine": engine,
-           "replications": replications, "requests": requests}
+           "replications": replications, "requests": requests,
+           "metrics": {metric: metric_statistics(samples[metric]) for metric in METRICS}}
     if meta:
         doc["meta"] = meta
     return doc

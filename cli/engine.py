@@ -1,0 +1,44 @@
+"""`daemon`: docksim's own Docker daemon in the foreground, for the stock docker CLI.
+
+    python simulate.py daemon --socket /tmp/docksim.sock --root /tmp/docksim
+    DOCKER_HOST=unix:///tmp/docksim.sock docker run --rm IMAGE echo hi
+
+The command replaces itself with `python -m launcher` (execv): the daemon starts
+without the model's and the charts' libraries, whose thread pools would keep a
+rootless daemon from entering its user namespace (only a single-threaded process
+may) and make every container's fork heavier.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def cmd_daemon(args, console) -> int:
+    argv = [sys.executable, "-m", "launcher", "--socket", args.socket, "--root", args.root,
+            "--registry", args.registry,
+            "--max-concurrent-downloads", str(args.max_concurrent_downloads),
+            "--extract", args.extract, "--log-level", args.log_level]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT), env.get("PYTHONPATH")]))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, argv, env)
+    return 1  # not reached
+
+
+def register(sub) -> None:
+    p = sub.add_parser("daemon", help="run docksim's daemon (Docker Engine API on a unix "
+                                      "socket) in the foreground; rootless when not root")
+    p.add_argument("--socket", required=True, help="unix socket to listen on (DOCKER_HOST=unix://PATH)")
+    p.add_argument("--root", required=True, help="directory for the image store and containers")
+    p.add_argument("--registry", default="http://127.0.0.1:5000",
+                   help="registry for image names without a host, as Docker Hub is for dockerd")
+    p.add_argument("--max-concurrent-downloads", type=int, default=3)
+    p.add_argument("--extract", choices=("serial", "parallel"), default="serial",
+                   help="layers bottom to top (Docker) or each as its bytes arrive")
+    p.add_argument("--log-level", default="INFO")
+    p.set_defaults(func=cmd_daemon)

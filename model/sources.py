@@ -1,0 +1,143 @@
+"""Where a node's pulls get their bytes: the registry itself, or a pull-through mirror.
+
+What it models:
+
+* ``RegistrySource`` -- dockerd's blob GET straight from the registry.  A
+  failed attempt (503, or a connection that drops midway) is retried up to
+  ``max-download-attempts`` times in all (default 5), after a back-off of
+  5 s x the attempt number (moby's ``distribution/xfer``); a retry resumes
+  with an HTTP Range request from the bytes already received.  The download
+  slot stays held during the back-off, as the retry loop runs inside the
+  transfer.
+* ``MirrorSource`` -- a registry mirror (``registry-mirrors`` in daemon.json)
+  that is a pull-through cache: one per rack switch, or one per cluster.  The
+  first request for a manifest or a blob goes upstream; concurrent requests
+  for a blob being fetched wait for it; later ones are served from the
+  mirror's disk over its link.  The first requester's bytes flow through the
+  mirror as they arrive (cut-through): its path is registry -> mirror -> node.
+  The mirror's storage is unlimited.
+
+Both share ``Fetcher.blob_get``; the peer-to-peer source is in ``model/p2p.py``.
+"""
+from __future__ import annotations
+
+from typing import Hashable
+
+import simpy
+
+from model.flows import FlowNetwork
+from model.registry import RegistryServer
+from model.tcp import slow_start_s
+from model.topology import REGISTRY, Topology
+from vocab.scenario import Image, Layer
+
+RETRY_BACKOFF_S = 5.0   # moby: "Retrying in 5 seconds", 10, 15 ...
+
+
+class Fetcher:
+    """Moves bytes between hosts over the network, with TCP start-up if asked."""
+
+    def __init__(self, env: simpy.Environment, topology: Topology, network: FlowNetwork,
+                 slow_start: bool, attempts: int, address: dict[str, Hashable]):
+        self.env = env
+        self.topology = topology
+        self.network = network
+        self.slow_start = slow_start
+        self.attempts = attempts
+        self.address = address   # node -> the address the registry sees (for its rate limit)
+
+    def flow(self, links: tuple[int, ...], size_bytes: float, rtt_s: float):
+        """One stream of bytes along ``links`` (a SimPy generator)."""
+        if self.slow_start:
+            delay_s = slow_start_s(size_bytes, rtt_s, self.topology.bottleneck_Bps(links))
+            if delay_s > 0:
+                yield self.env.timeout(delay_s)
+        if links:
+            yield self.network.transfer(links, size_bytes)
+
+    def blob_get(self, server: RegistryServer, rtt_s: float, links: tuple[int, ...],
+                 size_bytes: int):
+        """GET one blob, with retries and Range resume; returns True when it all arrived."""
+        received = 0.0
+        for attempt in range(1, self.attempts + 1):
+            yield from server.request(rtt_s)
+            status, dropped_at = server.blob_answer()
+            if status == 200:
+                todo = size_bytes - received
+                part = todo if dropped_at is None else todo * dropped_at
+                yield from self.flow(links, part, rtt_s)
+                received += part
+                if dropped_at is None:
+                    return True
+            if attempt < self.attempts:
+                yield self.env.timeout(RETRY_BACKOFF_S * attempt)
+        return False
+
+
+class RegistrySource:
+    """Every node pulls from the registry."""
+
+    def __init__(self, fetcher: Fetcher, registry: RegistryServer):
+        self.fetcher = fetcher
+        self.registry = registry
+
+    def resolve(self, node: str, image: Image):
+        rtt_s = self.fetcher.topology.rtt_s(node, REGISTRY)
+        return (yield from self.registry.resolve(self.fetcher.address[node], rtt_s))
+
+    def download(self, node: str, layer: Layer):
+        topology = self.fetcher.topology
+        return (yield from self.fetcher.blob_get(self.registry, topology.rtt_s(node, REGISTRY),
+                                                 topology.links(REGISTRY, node),
+                                                 layer.compressed_bytes))
+
+    def forget(self, node: str, layer: str) -> None:
+        """A node deleted a layer (nothing to do: the registry keeps everything)."""
+
+
+class MirrorSource(RegistrySource):
+    """Nodes pull through their rack's (or the cluster's) pull-through mirror."""
+
+    def __init__(self, fetcher: Fetcher, registry: RegistryServer,
+                 mirrors: dict[str, RegistryServer]):
+        super().__init__(fetcher, registry)
+        self.mirrors = mirrors                      # mirror host -> its server
+        self._manifests: dict[tuple[str, str], simpy.Event] = {}
+        self._blobs: dict[tuple[str, str], simpy.Event] = {}
+
+    def resolve(self, node: str, image: Image):
+        topology = self.fetcher.topology
+        mirror = topology.mirror_of[node]
+        key = (mirror, image.ref)
+        cached = self._manifests.get(key)
+        if cached is None or (cached.triggered and cached.value != 200):
+            cached = self._manifests[key] = self.env_event()
+            status = yield from self.registry.resolve(mirror, topology.rtt_s(mirror, REGISTRY))
+            cached.succeed(status)
+        status = yield cached
+        if status != 200:
+            return status
+        return (yield from self.mirrors[mirror].resolve(node, topology.rtt_s(node, mirror)))
+
+    def download(self, node: str, layer: Layer):
+        topology = self.fetcher.topology
+        mirror = topology.mirror_of[node]
+        server = self.mirrors[mirror]
+        local_rtt_s = topology.rtt_s(node, mirror)
+        key = (mirror, layer.name)
+        stored = self._blobs.get(key)
+        if stored is None or (stored.triggered and not stored.value):
+            stored = self._blobs[key] = self.env_event()
+            yield from server.request(local_rtt_s)   # the node's GET reaches the mirror
+            links = topology.links(REGISTRY, mirror) + topology.links(mirror, node)
+            ok = yield from self.fetcher.blob_get(self.registry, topology.rtt_s(mirror, REGISTRY),
+                                                  links, layer.compressed_bytes)
+            stored.succeed(ok)
+            return ok
+        if not (yield stored):
+            return False
+        return (yield from self.fetcher.blob_get(server, local_rtt_s, topology.links(mirror, node),
+                                                 layer.compressed_bytes))
+
+    def env_event(self) -> simpy.Event:
+        return self.fetcher.env.event()

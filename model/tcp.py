@@ -1,0 +1,48 @@
+"""TCP start-up: what a fresh transfer loses to slow start, as one extra delay.
+
+What it models (``[network] slow_start = true``): every blob GET and every
+piece starts with TCP's initial congestion window of IW = 10 segments of
+1460 bytes (RFC 6928) and doubles it each round trip until the window covers
+the bandwidth-delay product of its path, BDP = r * RTT.  After k rounds a
+flow has sent IW * (2^k - 1) bytes; it reaches its rate r after
+
+    k = ceil(log2(BDP / IW + 1))  rounds                              (9)
+
+A flow of S bytes therefore takes
+
+    S <= IW * (2^k - 1):  j * RTT with j = ceil(log2(S / IW + 1))   (10a)
+    otherwise:            k * RTT + (S - IW * (2^k - 1)) / r         (10b)
+
+instead of the fluid S / r.  The model charges the difference as a delay
+before the flow joins the network (``slow_start_s``), with r the path's
+uncontended bottleneck: under contention the real window stops growing
+earlier, so this is an upper bound of the penalty.
+
+Left out: losses and fast recovery, the window's later sawtooth, delayed
+ACKs, and the reuse of a warm connection (dockerd reuses keep-alive
+connections, but a connection idle for longer than its retransmission
+timeout restarts from the initial window, RFC 5681 section 4.1, which is the
+usual case between layers).  With ``slow_start = false`` (the default, and
+what docksim's real engine does: its link is a pacer, not TCP) flows start
+at their fair share at once.
+"""
+from __future__ import annotations
+
+import math
+
+SEGMENT_BYTES = 1460
+INITIAL_WINDOW_BYTES = 10 * SEGMENT_BYTES
+
+
+def slow_start_s(size_bytes: float, rtt_s: float, rate_Bps: float) -> float:
+    """Equations (9)-(10) minus the fluid time: the extra seconds slow start costs."""
+    if size_bytes <= 0 or rtt_s <= 0 or not math.isfinite(rate_Bps):
+        return 0.0
+    bdp_bytes = rate_Bps * rtt_s
+    rounds = max(0, math.ceil(math.log2(bdp_bytes / INITIAL_WINDOW_BYTES + 1)))
+    ramp_bytes = INITIAL_WINDOW_BYTES * (2 ** rounds - 1)
+    fluid_s = size_bytes / rate_Bps
+    if size_bytes <= ramp_bytes:
+        needed = math.ceil(math.log2(size_bytes / INITIAL_WINDOW_BYTES + 1))
+        return max(0.0, needed * rtt_s - fluid_s)
+    return max(0.0, rounds * rtt_s + (size_bytes - ramp_bytes) / rate_Bps - fluid_s)
