@@ -5,7 +5,8 @@ on scenarios the costs were not tuned for.
 
     sudo .venv/bin/python bench/fidelity.py [SCENARIO ...]
 
-Prints one line per request and metric, then the worst |error| of total_s, and
+The model uses this machine's saved calibration (made first when there is
+none), never costs fitted to these scenarios.  Prints one line per request and metric, then the worst |error| of total_s, and
 exits 1 when any pull or run misses the bar.  Needs root (it measures).
 """
 from __future__ import annotations
@@ -17,6 +18,8 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 import model  # noqa: E402
+from harness.calibrate import calibrate  # noqa: E402
+from model.profile import new_profile, profile_path, read_profile, write_profile  # noqa: E402
 from analysis.compare import comparison_rows  # noqa: E402
 from harness.measure import measure, why_not_measurable  # noqa: E402
 from vocab.scenario import load_scenario  # noqa: E402
@@ -32,12 +35,17 @@ def main(paths: list[str]) -> int:
     if reason:
         print(f"fidelity: {reason}", file=sys.stderr)
         return 2
+    saved = profile_path("launcher")
+    if not saved.exists():  # the model is fitted only through calibration's own workload
+        write_profile(new_profile("launcher", calibrate("launcher")), saved)
+    costs = read_profile(saved).costs
+    print(f"costs: {saved}")
     worst = 0.0
     print(f"{'scenario':16s} {'request':9s} {'command':7s} {'metric':9s} "
           f"{'simulated':>10s} {'measured':>10s} {'error':>8s}")
     for path in paths or DEFAULT:
         scenario = load_scenario(PROJECT / path)
-        sim = summarize(model.simulate(scenario), scenario.name, "sim", "model", scenario.replications)
+        sim = summarize(model.simulate(scenario, costs=costs), scenario.name, "sim", "model", scenario.replications)
         real = summarize(measure(scenario), scenario.name, "real", "launcher", scenario.replications)
         commands = {(r["step"], r["client"], r["repeat"]): r["command"] for r in sim["requests"]}
         for row in comparison_rows(sim, real):

@@ -56,7 +56,8 @@ def draw_sweep(args: argparse.Namespace):
     if varying:
         raise ScenarioError(f"{', '.join(varying)} also varies: pick one value with "
                             f"--where {varying[0]}=VALUE, or draw it as --hue")
-    title = args.title if args.title is not None else f"{sidecar['scenario']['name']}: {args.y}"
+    fixed = "".join(f", {text}" for text in args.where or [])  # the title says what was kept
+    title = args.title if args.title is not None else f"{sidecar['scenario']['name']}: {args.y}{fixed}"
     try:
         return sweep_figure(rows, args.x, args.y, args.hue, title)
     except ValueError as exc:

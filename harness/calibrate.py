@@ -23,6 +23,7 @@ from vocab.scenario import parse_scenario
 from vocab.trace import PhaseRow
 
 WARM_RUNS = 6
+RMI_REQUEST = "s5-"  # the rmi step's requests
 SDK_RUN_CALLS = 7  # create, inspect, start, logs, inspect, wait, delete (model/client.py)
 CALIBRATION_TOML = f"""
 [scenario]
@@ -54,28 +55,28 @@ command = "pull"
 image = "calibration/base:1"
 
 [[step]]
-at_s = 1.0
-command = "pull"
-image = "calibration/random-small:1"
-
-[[step]]
-at_s = 2.0
-command = "pull"
-image = "calibration/random-large:1"
-
-[[step]]
-at_s = 3.5
-command = "pull"
-image = "calibration/compressible:1"
-
-[[step]]
-at_s = 5.0
+at_s = 0.5
 command = "run"
 image = "calibration/base:1"
 repeat = {WARM_RUNS}
 
 [[step]]
-at_s = 7.0
+at_s = 1.5
+command = "pull"
+image = "calibration/random-small:1"
+
+[[step]]
+at_s = 2.5
+command = "pull"
+image = "calibration/random-large:1"
+
+[[step]]
+at_s = 4.0
+command = "pull"
+image = "calibration/compressible:1"
+
+[[step]]
+at_s = 5.5
 command = "rmi"
 image = "calibration/random-small:1"
 """
@@ -116,7 +117,8 @@ def derive_costs(rows: list[PhaseRow], engine: str, sizes: dict[str, int]) -> Co
         max(0.0, r.end_s - extract_ends[(r.replication, r.request)]) for r in rows
         if r.phase == "pull" and (r.replication, r.request) in extract_ends)
 
-    warm = "s4-c0-r"  # the cached runs: every repeat after the first
+    warm = "s1-c0-r"  # the cached runs: every repeat after the first (before the big pulls,
+    # whose disk write-back would slow them)
     warm_rows = [r for r in rows if r.request.startswith(warm) and not r.request.endswith("r0")]
     parts = {name: _median(warm_rows, lambda r, n=name: r.phase == n)
              for name in ("request", "create", "start", "run", "remove")}
@@ -137,7 +139,7 @@ def derive_costs(rows: list[PhaseRow], engine: str, sizes: dict[str, int]) -> Co
         create_s, start_s, remove_s = (max(0.0, parts[n] - api_s) for n in ("create", "start", "remove"))
         exit_s = parts["run"]
     api_s = max(0.0, api_s)
-    rmi_s = max(0.0, phase("request", request_prefix="s5-") - api_s)
+    rmi_s = max(0.0, phase("request", request_prefix=RMI_REQUEST) - api_s)
     return Costs(api_call_s=api_s, registry_request_s=registry_request_s, unlimited_link_Bps=link_Bps,
                  extract_random_Bps=random_Bps, extract_compressible_Bps=compressible_Bps,
                  extract_fixed_s=fixed_s, pull_fixed_s=pull_fixed_s, create_s=create_s,

@@ -65,7 +65,7 @@ def grid_points(grid: Grid) -> list[Point]:
 
 def canonical(point: Point) -> str:
     """The point as stable text: JSON with sorted keys, no spaces."""
-    return json.dumps(point, sort_keys=True, separators=(",", ":"))
+    return json.dumps(point, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def point_id(point: Point) -> str:
@@ -75,8 +75,14 @@ def point_id(point: Point) -> str:
 
 def point_seed(scenario_seed: int, point: Point, replication: int) -> int:
     """The seed of one replication of one point (see the module docstring)."""
-    text = f"docksim-sweep/{scenario_seed}/{canonical(point)}/{replication}"
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
+    return point_seeds(scenario_seed, point, replication + 1)[replication]
+
+
+def point_seeds(scenario_seed: int, point: Point, replications: int) -> tuple[int, ...]:
+    """The seeds of replications 0 .. replications-1 of one point."""
+    stem = f"docksim-sweep/{scenario_seed}/{canonical(point)}/"
+    return tuple(int.from_bytes(hashlib.sha256(f"{stem}{r}".encode()).digest()[:8], "big") >> 1
+                 for r in range(replications))
 
 
 def describe(point: Point) -> str:

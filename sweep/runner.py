@@ -20,7 +20,7 @@ from typing import Any, Callable, Protocol
 
 from model.costs import Costs
 from sweep import results
-from sweep.grid import (SEED_RULE, Grid, Point, describe, grid_points, point_id, point_seed,
+from sweep.grid import (SEED_RULE, Grid, Point, describe, grid_points, point_id, point_seeds,
                         scenarios_for)
 from sweep.metrics import METRICS
 from sweep.worker import Task
@@ -80,14 +80,15 @@ def plan_sweep(scenario_path: str | Path, grid: Grid, replications: int | None =
         raise ScenarioError(f"--seed: must not be negative, not {seed}")
     base = scenarios_for(path, [{}], seed)[0]
     points = grid_points(grid)
-    if len({point_id(point) for point in points}) != len(points):
+    ids = [point_id(point) for point in points]
+    if len(set(ids)) != len(points):
         raise ScenarioError("--set: a value appears twice in one key's list")
     scenarios = scenarios_for(path, points, seed)
     tasks = []
-    for index, (point, scenario) in enumerate(zip(points, scenarios)):
+    for index, (point, scenario, pid) in enumerate(zip(points, scenarios, ids)):
         count = replications or scenario.replications
-        seeds = tuple(point_seed(scenario.seed, point, r) for r in range(count))
-        tasks.append(Task(index, point_id(point), point, scenario, seeds, costs, simulate))
+        seeds = point_seeds(scenario.seed, point, count)
+        tasks.append(Task(index, pid, point, scenario, seeds, costs, simulate))
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     return SweepPlan(path, base, grid, points, tasks, replications, seed, sha, costs)
 
