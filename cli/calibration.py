@@ -80,6 +80,9 @@ def add_options(parser) -> None:
     """--engine and --calibration, for every command that simulates or measures."""
     parser.add_argument("--engine", choices=("launcher", "docker"), default="launcher",
                         help="the engine measured, and whose calibration the model uses")
+    parser.add_argument("--network", choices=("emulated", "kernel"), default="emulated",
+                        help="emulated: the registry plays the one link; kernel: network "
+                             "namespaces with tbf and delays, a daemon per node (root)")
     parser.add_argument("--calibration", metavar="FILE",
                         help="a profile from `calibrate`, or 'builtin' (default: this "
                              "machine's saved profile, made on first use)")

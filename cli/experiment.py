@@ -39,7 +39,8 @@ def simulate_to(scenario: Scenario, out: Path, args, console) -> tuple[list, dic
     return rows, write_trace_dir(rows, out, scenario, "sim", "model", meta(scenario, extra))
 
 
-def measure_to(scenario: Scenario, out: Path, engine: str, console) -> tuple[list, dict]:
+def measure_to(scenario: Scenario, out: Path, engine: str, console,
+               network: str = "emulated") -> tuple[list, dict]:
     from analysis.report import write_trace_dir
     from harness.measure import measure
     with console.status("measuring") as status:
@@ -48,7 +49,8 @@ def measure_to(scenario: Scenario, out: Path, engine: str, console) -> tuple[lis
                 console.print(message)  # stays on screen, unlike the status line
             else:
                 status.update(f"measuring: {message}")
-        rows = measure(scenario, progress=progress, keep_logs=out / "logs", engine=engine)
+        rows = measure(scenario, progress=progress, keep_logs=out / "logs", engine=engine,
+                       network=network)
     return rows, write_trace_dir(rows, out, scenario, "real", engine, meta(scenario, {}))
 
 
@@ -64,11 +66,11 @@ def cmd_run(args, console) -> int:
 def cmd_measure(args, console) -> int:
     from harness.measure import why_not_measurable, why_not_playable
     scenario = load(args)
-    reason = why_not_measurable(args.engine) or why_not_playable(scenario)
+    reason = why_not_measurable(args.engine) or why_not_playable(scenario, args.network)
     if reason:
         print(f"docksim: {reason}", file=sys.stderr)
         return 2
-    _, summary = measure_to(scenario, args.out, args.engine, console)
+    _, summary = measure_to(scenario, args.out, args.engine, console, args.network)
     console.print(summary_table(summary, f"{scenario.name}: measured on the {args.engine} engine "
                                          f"(median of {scenario.replications} replications)"))
     console.print(f"wrote {args.out}/trace.csv, summary.json, timeline.png, timeline.svg")
@@ -83,12 +85,13 @@ def cmd_compare(args, console) -> int:
     scenario = load(args)
     sim_rows, sim_summary = simulate_to(scenario, args.out / "sim", args, console)
     console.print(summary_table(sim_summary, f"{scenario.name}: simulated"))
-    reason = why_not_measurable(args.engine) or why_not_playable(scenario)
+    reason = why_not_measurable(args.engine) or why_not_playable(scenario, args.network)
     if reason:
         console.print(f"[bold]not measured:[/bold] {reason}; wrote only the simulated half "
                       f"to {args.out}/sim")
         return 0
-    real_rows, real_summary = measure_to(scenario, args.out / "real", args.engine, console)
+    real_rows, real_summary = measure_to(scenario, args.out / "real", args.engine, console,
+                                          args.network)
     console.print(summary_table(real_summary, f"{scenario.name}: measured"))
     rows = comparison_rows(sim_summary, real_summary)
     write_comparison_csv(rows, args.out / "comparison.csv")

@@ -36,6 +36,7 @@ class RunContext:
     layer_names: dict[str, str]   # short layer id (12 hex) -> scenario layer name
     layer_sizes: dict[str, int] = field(default_factory=dict)  # short layer id -> content bytes
     node: str = "node"
+    sockets: dict[str, str] | None = None  # node name -> its daemon's socket (several nodes)
 
 
 def container_command(step: Step) -> list[str]:
@@ -85,13 +86,14 @@ def _rows(ctx: RunContext, events: list[dict], base: dict, t0: float) -> list[Ph
             for event in events]
 
 
-def _client_thread(ctx: RunContext, step_index: int, client_index: int, client: docker.DockerClient,
+def _client_thread(ctx: RunContext, step_index: int, client_index: int, node: str,
+                   client: docker.DockerClient,
                    t0: float, rows: list, errors: list, lock: threading.Lock) -> None:
     step = ctx.scenario.steps[step_index]
     time.sleep(max(0.0, t0 + step.at_s - time.monotonic()))
     for repeat in range(step.repeat):
         rid = request_id(step_index, client_index, repeat)
-        base = dict(source="real", engine=ctx.engine, replication=ctx.replication, node=ctx.node,
+        base = dict(source="real", engine=ctx.engine, replication=ctx.replication, node=node,
                     client=client_index, request=rid, command=step.command, image=step.image)
         client.api.headers[TAG_HEADER] = rid
         sent = time.monotonic()
@@ -110,17 +112,24 @@ def _client_thread(ctx: RunContext, step_index: int, client_index: int, client: 
 
 def run_clients(ctx: RunContext) -> list[PhaseRow]:
     """Play every step of the scenario against the daemon; return its rows."""
-    base_url = f"unix://{ctx.socket_path}"
-    clients = {(i, c): docker.DockerClient(base_url=base_url, version=API_VERSION,
-                                           timeout=REQUEST_TIMEOUT_S)
-               for i, step in enumerate(ctx.scenario.steps) for c in range(step.clients)}
+    sockets = ctx.sockets or {ctx.node: ctx.socket_path}
+    # as the model: on a step over N nodes, client index = node position x clients + k
+    placed = {}
+    for i, step in enumerate(ctx.scenario.steps):
+        for position, node in enumerate(step.nodes or (next(iter(sockets)),)):
+            for k in range(step.clients):
+                placed[(i, position * step.clients + k)] = node
+    clients = {key: docker.DockerClient(base_url=f"unix://{sockets[node]}", version=API_VERSION,
+                                        timeout=REQUEST_TIMEOUT_S)
+               for key, node in placed.items()}
     for client in clients.values():
         client.ping()  # open each connection before the clock starts
     rows: list[PhaseRow] = []
     errors: list[str] = []
     lock = threading.Lock()
     t0 = time.monotonic() + 0.05
-    threads = [threading.Thread(target=_client_thread, args=(ctx, i, c, client, t0, rows, errors, lock))
+    threads = [threading.Thread(target=_client_thread,
+                                args=(ctx, i, c, placed[(i, c)], client, t0, rows, errors, lock))
                for (i, c), client in clients.items()]
     try:
         for thread in threads:

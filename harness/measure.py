@@ -43,11 +43,15 @@ def why_not_measurable(engine: str = "launcher") -> str | None:
     return None
 
 
-def why_not_playable(scenario: Scenario) -> str | None:
+def why_not_playable(scenario: Scenario, network: str = "emulated") -> str | None:
     """One line naming what the real engine cannot play yet in this scenario, or None."""
+    from harness.kernel_world import MAX_NODES
     problems = []
-    if len(scenario.node_names()) > 1:
-        problems.append("more than one node")
+    nodes = len(scenario.node_names())
+    if network == "emulated" and nodes > 1:
+        problems.append("more than one node without --network kernel")
+    if nodes > MAX_NODES:
+        problems.append(f"more than {MAX_NODES} nodes")
     if scenario.distribution.mode != "registry":
         problems.append(f"distribution mode {scenario.distribution.mode!r}")
     registry = scenario.registry
@@ -115,10 +119,9 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @contextmanager
-def _process(argv: list[str], log: Path) -> Iterator[subprocess.Popen]:
+def _process(argv: list[str], log: Path, popen=subprocess.Popen) -> Iterator[subprocess.Popen]:
     with open(log, "ab") as out:
-        proc = subprocess.Popen(argv, cwd=PROJECT, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+        proc = popen(argv, cwd=PROJECT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         yield proc
     finally:
@@ -126,31 +129,34 @@ def _process(argv: list[str], log: Path) -> Iterator[subprocess.Popen]:
 
 
 @contextmanager
-def serve_registry(scenario: Scenario, root: Path, work: Path) -> Iterator[str]:
-    """docksim's registry as a process of its own, shaping the scenario's link."""
+def serve_registry(scenario: Scenario, root: Path, work: Path, popen=subprocess.Popen,
+                   listen: str = "127.0.0.1:0", shape: bool = True) -> Iterator[str]:
+    """docksim's registry as a process of its own; with `shape` it plays the
+    scenario's link itself (on kernel networks the kernel does)."""
     ready = work / "registry.ready"
     argv = [sys.executable, "-m", "registry", "serve", "--root", str(root),
-            "--listen", "127.0.0.1:0", "--rtt-ms", str(scenario.network.rtt_ms),
-            "--ready-file", str(ready)]
-    if scenario.network.bandwidth_mbps:
-        argv += ["--bandwidth-mbps", str(scenario.network.bandwidth_mbps)]
+            "--listen", listen, "--ready-file", str(ready)]
+    if shape:
+        argv += ["--rtt-ms", str(scenario.network.rtt_ms)]
+        if scenario.network.bandwidth_mbps:
+            argv += ["--bandwidth-mbps", str(scenario.network.bandwidth_mbps)]
     log = work / "registry.log"
-    with _process(argv, log) as proc:
+    with _process(argv, log, popen) as proc:
         _wait_for(lambda: ready.exists() and ready.read_text().endswith("\n"), proc, "the registry", log)
         yield f"http://{ready.read_text().strip()}"
 
 
 @contextmanager
-def run_daemon(scenario: Scenario, registry_url: str, work: Path, replication: int) -> Iterator[str]:
+def run_daemon(scenario: Scenario, registry_url: str, work: Path, replication: int,
+               node: str = "", popen=subprocess.Popen) -> Iterator[str]:
     """A fresh docksim daemon with an empty store: every replication starts cold."""
-    root = work / f"daemon-{replication}"
-    sock = work / f"daemon-{replication}.sock"
-    log = work / f"daemon-{replication}.log"
+    name = f"daemon-{node}-{replication}" if node else f"daemon-{replication}"
+    root, sock, log = work / name, work / f"{name}.sock", work / f"{name}.log"
     argv = [sys.executable, "-m", "launcher", "--socket", str(sock), "--root", str(root),
             "--registry", registry_url,
             "--max-concurrent-downloads", str(scenario.daemon.max_concurrent_downloads)]
     try:
-        with _process(argv, log) as proc:
+        with _process(argv, log, popen) as proc:
             _wait_for(sock.exists, proc, "the daemon", log)
             yield str(sock)
     finally:
@@ -176,10 +182,15 @@ ENGINES = {"launcher": run_daemon, "docker": run_docker_engine}
 
 
 def measure(scenario: Scenario, progress: Progress = lambda message: None,
-            keep_logs: Path | None = None, engine: str = "launcher") -> list[PhaseRow]:
+            keep_logs: Path | None = None, engine: str = "launcher",
+            network: str = "emulated") -> list[PhaseRow]:
     """Run every replication for real on `engine` (launcher: docksim's daemon;
-    docker: a real dockerd); return the trace rows (source real)."""
-    reason = why_not_measurable(engine) or why_not_playable(scenario)
+    docker: a real dockerd); return the trace rows (source real).  `network`:
+    emulated (the registry plays the one link) or kernel (namespaces, tbf and
+    delays; see harness/kernel_world.py)."""
+    reason = why_not_measurable(engine) or why_not_playable(scenario, network)
+    if network == "kernel" and engine != "launcher":
+        reason = reason or "--network kernel measures docksim's engine only, for now"
     if reason:
         raise MeasureError(reason)
     work = Path(tempfile.mkdtemp(prefix="docksim-measure-"))
@@ -191,12 +202,17 @@ def measure(scenario: Scenario, progress: Progress = lambda message: None,
             progress(f"warning: {warning}")
         names = {layer.digest.split(":", 1)[1][:12]: name for name, layer in report.layers.items()}
         sizes = {short: report.layers[name].content_bytes for short, name in names.items()}
-        with serve_registry(scenario, work / "registry", work) as registry_url:
-            for replication in range(scenario.replications):
-                progress(f"replication {replication + 1} of {scenario.replications}")
-                with ENGINES[engine](scenario, registry_url, work, replication) as sock:
-                    ctx = RunContext(scenario, sock, replication, engine, names, sizes)
-                    rows.extend(run_clients(ctx))
+        if network == "kernel":
+            from harness.kernel_world import measure_on_kernel_network
+            rows = measure_on_kernel_network(scenario, work, names, sizes, progress)
+        else:
+            with serve_registry(scenario, work / "registry", work) as registry_url:
+                for replication in range(scenario.replications):
+                    progress(f"replication {replication + 1} of {scenario.replications}")
+                    with ENGINES[engine](scenario, registry_url, work, replication) as sock:
+                        ctx = RunContext(scenario, sock, replication, engine, names, sizes,
+                                         node=scenario.node_names()[0])
+                        rows.extend(run_clients(ctx))
     finally:
         if keep_logs is not None:
             keep_logs.mkdir(parents=True, exist_ok=True)

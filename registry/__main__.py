@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from registry.layout import write_atomic
+from registry.server import NAMESPACE_NET, allowed_address
 
 EXIT_USAGE = 2
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
@@ -32,9 +33,10 @@ def _listen_address(text: str) -> tuple[str, int]:
         number = int(port)
     except ValueError:
         address, number = None, -1
-    if address is None or address.version != 4 or not address.is_loopback or not 0 <= number <= 65535:
+    if address is None or not allowed_address(host) or not 0 <= number <= 65535:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a loopback IPv4 address with a port, like 127.0.0.1:5000")
+            f"{text!r} is not a loopback IPv4 address with a port, like 127.0.0.1:5000 "
+            f"(or one in docksim's namespace range {NAMESPACE_NET})")
     return host, number
 
 

@@ -171,6 +171,19 @@ class _HTTPServer(ThreadingHTTPServer):
         log.debug("error while serving %s", client_address, exc_info=True)
 
 
+# harness/netns.py gives the registry an address in this range, inside a network
+# namespace docksim made itself; nothing outside loopback and that range is served.
+NAMESPACE_NET = ipaddress.ip_network("10.213.0.0/16")
+
+
+def allowed_address(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.version == 4 and (address.is_loopback or address in NAMESPACE_NET)
+
+
 class RegistryServer:
     """An OCI registry serving `root` on a loopback address.
 
@@ -186,8 +199,9 @@ class RegistryServer:
                  auth: str | None = None, faults: Faults | None = None):
         if auth not in (None, "none", "token"):
             raise ValueError(f"auth must be None or 'token', not {auth!r}")
-        if not ipaddress.ip_address(host).is_loopback or ipaddress.ip_address(host).version != 4:
-            raise ValueError(f"the registry listens on IPv4 loopback addresses only, not {host!r}")
+        if not allowed_address(host):
+            raise ValueError(f"the registry listens on IPv4 loopback addresses, or docksim's "
+                             f"own namespace range {NAMESPACE_NET}, only, not {host!r}")
         Link(bandwidth_mbps, rtt_ms)  # check the numbers now, not at start()
         self.root = Path(root)
         self.host, self.port = host, port
