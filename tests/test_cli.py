@@ -102,3 +102,18 @@ def test_measure_refuses_what_the_engine_cannot_play_yet(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot play more than one node" in lines[0]
     assert not (tmp_path / "m").exists()
+
+
+def test_kernel_links_are_modelled_with_tcp_framing_and_slow_start(tmp_path):
+    """`--network kernel` predicts a real TCP network: 1448 payload bytes per 1514-byte
+    frame, so a transfer-bound pull takes at least 1514/1448 - 1 = 4.6 % longer."""
+    for network in ("emulated", "kernel"):
+        result = cli("run", "scenarios/hello.toml", "--out", str(tmp_path / network),
+                     "--calibration", "builtin", "--network", network)
+        assert result.returncode == 0, result.stderr
+    emulated, kernel = (json.loads((tmp_path / n / "summary.json").read_text())
+                        for n in ("emulated", "kernel"))
+    assert kernel["meta"]["costs"]["link_goodput_ratio"] == pytest.approx(1448 / 1514)
+    assert emulated["meta"]["costs"]["link_goodput_ratio"] == 1.0
+    cold_emulated, cold_kernel = emulated["requests"][0]["pull_s"], kernel["requests"][0]["pull_s"]
+    assert cold_kernel > cold_emulated * 1.04
