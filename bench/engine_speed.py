@@ -21,7 +21,6 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -35,6 +34,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 from harness.dockerd import run_dockerd  # noqa: E402
+from harness.procs import stop_process  # noqa: E402
 from registry.builder import build_images  # noqa: E402
 from registry.layout import RegistryLayout  # noqa: E402
 from registry.server import RegistryServer  # noqa: E402
@@ -108,12 +108,7 @@ def docksim_daemon(work: Path, registry_url: str):
             time.sleep(0.05)
         yield str(sock)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, grace_s=20)
         log.close()
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 from harness.measure import remove_tree
+from harness.procs import stop_process
 
 START_TIMEOUT_S = 30
 
@@ -54,13 +54,7 @@ def run_dockerd(workdir: Path | None = None, extra_args: list[str] | None = None
         _wait_until_up(proc, sock, base / "dockerd.log")
         yield str(sock)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, grace_s=20)
         log.close()
         remove_tree(base)
 

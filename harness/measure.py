@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from harness.clients import MeasureError, RunContext, run_clients
+from harness.procs import stop_process
 from registry.builder import build_images
 from vocab.scenario import Scenario
 from vocab.trace import PhaseRow
@@ -108,16 +108,6 @@ def _wait_for(predicate: Callable[[], bool], proc: subprocess.Popen, what: str, 
         time.sleep(0.02)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @contextmanager
 def _process(argv: list[str], log: Path, popen=subprocess.Popen) -> Iterator[subprocess.Popen]:
     with open(log, "ab") as out:
@@ -125,7 +115,7 @@ def _process(argv: list[str], log: Path, popen=subprocess.Popen) -> Iterator[sub
     try:
         yield proc
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 @contextmanager

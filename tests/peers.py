@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from harness.procs import stop_process
+
 import pytest
 
 CLI_PATHS = ("/usr/local/bin/docker", "/usr/bin/docker")
@@ -96,11 +98,6 @@ def cncf_registry() -> Iterator[str]:
                 time.sleep(0.05)
         yield f"127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, grace_s=10)
         log.close()
         shutil.rmtree(work, ignore_errors=True)

@@ -23,6 +23,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from harness.procs import stop_process
 from tests.conftest import ALPHA, API_VERSION, REPO_ROOT, overlay_mounts_under
 from tests.peers import DockerCli, installed_clis
 
@@ -77,13 +78,7 @@ def rootless_daemon(registry):
             time.sleep(0.05)
         yield proc, sock, work
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, grace_s=20)
         log.close()
         assert overlay_mounts_under(work) == []
         shutil.rmtree(work, ignore_errors=True)
