@@ -357,3 +357,37 @@ def test_the_chart_command_draws_a_trace_kind(traces, tmp_path):
     assert status == 0 and out.exists() and out.with_suffix(".svg").exists()
     assert simulate.main(["chart", str(hello), "--kind", "gantt", "--opt", "request=s0-c0-r1",
                           "--out", str(tmp_path / "g.png")]) == 2   # a cached run did not pull
+
+
+@pytest.mark.skipif(__import__("harness.measure", fromlist=["x"]).why_not_measurable() is not None,
+                    reason="measuring needs root")
+def test_every_kind_is_drawn_from_a_measured_trace(tmp_path):
+    """The charts read what `compare` really writes: a simulated trace beside one
+    measured on docksim's engine, not a stand-in."""
+    import model
+    from analysis.report import write_trace_dir
+    from harness.measure import measure
+    from vocab.scenario import load_scenario
+    scenario = load_scenario(ROOT / "scenarios" / "hello.toml", overrides={"scenario.replications": 1})
+    out = tmp_path / "compare"
+    meta = {"scenario_file": str(ROOT / "scenarios" / "hello.toml")}
+    write_trace_dir(model.simulate(scenario), out / "sim", scenario, "sim", "model", meta)
+    real = measure(scenario)
+    write_trace_dir(real, out / "real", scenario, "real", "launcher", meta)
+    cold = [r for r in real if r.request == "s0-c0-r0"]
+    assert {r.phase for r in cold} >= {"resolve", "download", "extract", "pull", "start", "run"}
+    for kind in chart_kinds.KINDS:
+        options = {"out": str(tmp_path / "pull.gif"), "frames": "4"} if kind == "animation" else {}
+        if kind == "comparison":
+            options = {}  # sim vs our engine, no Docker trace
+        try:
+            result = chart_kinds.KINDS[kind](out, options)
+        except ValueError as exc:  # only the three-way chart may ask for a Docker trace
+            assert kind == "comparison" and "docker" in str(exc).lower(), (kind, exc)
+            continue
+        if kind in chart_kinds.WRITES_FILE:
+            assert Path(result).stat().st_size > 1000
+        else:
+            saved = save_figure(result, tmp_path / "measured" / kind)
+            with Image.open(saved[0]) as png:
+                assert png.size == (1600, 900)
