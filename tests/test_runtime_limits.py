@@ -106,9 +106,15 @@ def test_cpu_quota_throttles_a_busy_loop(client, cgroups):
 
 
 def test_each_container_has_its_own_cgroup_removed_with_it(client, cgroups, daemon):
-    """`docksim/<id>` in every hierarchy while the container runs; the process is
-    in it; after exit and rm nothing of it is left: no cgroup, process, directory."""
-    container = client.containers.run(ALPHA, ["sleep", "30"], detach=True)
+    """A container with a limit: `docksim/<id>` in every hierarchy while it runs; the
+    process is in it; after exit and rm nothing of it is left: no cgroup, process,
+    directory.  A container without limits gets no cgroup (cgroups.py says why)."""
+    free = client.containers.run(ALPHA, ["sleep", "30"], detach=True)
+    try:
+        assert not any((cgroups.roots[name] / free.id).exists() for name in cgroups.roots)
+    finally:
+        free.remove(force=True)
+    container = client.containers.run(ALPHA, ["sleep", "30"], detach=True, pids_limit=100)
     try:
         dirs = {cgroups.roots[name] / container.id for name in cgroups.roots}
         assert all(d.is_dir() for d in dirs)
