@@ -23,36 +23,36 @@ class Costs:
     # the daemon's unix socket plus the SDK's own work (JSON, model objects),
     # not counting the daemon's work.  A bare keep-alive round trip measured
     # 0.63 ms here; whole `containers.run` calls put the SDK's share near 0.6 ms.
-    api_call_s: float = 0.0017
+    api_call_s: float = 0.0015
     # The registry's own time to answer one request, on top of the link's RTT
     # (handler, disk lookup); paid by every /v2/, manifest, config and blob GET.
-    registry_request_s: float = 0.001
+    registry_request_s: float = 0.0011
     # The rate of a link without a bandwidth limit (loopback HTTP from the
     # registry into the daemon); concurrent transfers still share it.
-    unlimited_link_Bps: float = 7.3e8
+    unlimited_link_Bps: float = 6.6e8
     # Payload fraction of a shaped link's nominal rate (TCP/IP and HTTP
     # framing).  1.0 keeps hand arithmetic exact; tbf here measured about 0.957.
     link_goodput_ratio: float = 1.0
     # Extraction (gunzip + untar + register one layer), in bytes of layer
     # content written per second: for incompressible data (compression 1) and
     # for data that compresses extremely well.  See ``extract_Bps``.
-    extract_random_Bps: float = 7.4e8
-    extract_compressible_Bps: float = 4.5e8
+    extract_random_Bps: float = 6.4e8
+    extract_compressible_Bps: float = 4.7e8
     # Per-layer extraction overhead: open the blob, create the snapshot
     # directory, commit it into the layer store.
-    extract_fixed_s: float = 0.0085
+    extract_fixed_s: float = 0.0043
     # After the last layer is registered: write the image record and tag.
-    pull_fixed_s: float = 0.0024
+    pull_fixed_s: float = 0.0028
     # Container create: rootfs snapshot (overlay dirs) and the container record.
-    create_s: float = 0.0011
+    create_s: float = 0.0028
     # Container start: namespaces, cgroups, mounts, pivot_root, until execve.
-    start_s: float = 0.0094
+    start_s: float = 0.0071
     # From the process's exit until the daemon has reaped it and records the status.
-    exit_s: float = 0.0022
+    exit_s: float = 0.0023
     # Container remove: unmount, delete the writable layer, forget the record.
     remove_s: float = 0.0016
     # Image remove: untag, delete the image record and unreferenced layers.
-    rmi_s: float = 0.0037
+    rmi_s: float = 0.0043
     # 1.0: layers unpack while their bytes arrive (docksim's engine streams);
     # 0.0: the blob is downloaded first and extracted afterwards (dockerd).
     extract_streams: float = 1.0
