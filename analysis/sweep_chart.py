@@ -24,6 +24,7 @@ from matplotlib.legend_handler import HandlerTuple
 from matplotlib.patches import Patch
 
 from analysis.style import OKABE_ITO, lecture_figure, lecture_style
+from vocab.trace import t975
 
 LINE_COLOURS = [OKABE_ITO[name] for name in ("blue", "orange", "bluish green", "vermillion",
                                              "reddish purple", "sky blue", "black")]
@@ -31,22 +32,6 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 DASHES = ("-", "--", "-.", ":")
 BAND_ALPHA = 0.22
 BAND_TAG = "_band:"    # a leading "_" keeps bands out of automatic legends
-# Student's t, 97.5th percentile, for 1..30 degrees of freedom
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-         2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-         2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-
-
-def t975(df: int) -> float:
-    """Student's t 97.5 % quantile: a table up to 30 degrees of freedom, then the
-    Cornish-Fisher expansion around the normal quantile (error < 1e-4)."""
-    if df < 1:
-        raise ValueError("t975 needs at least one degree of freedom")
-    if df <= len(_T975):
-        return _T975[df - 1]
-    z = 1.959964
-    return (z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
-            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3))
 
 
 def mean_ci(values: list[float]) -> tuple[float, float, float]:

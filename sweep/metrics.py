@@ -17,21 +17,12 @@ import math
 from typing import Iterable
 
 from vocab.trace import METRICS as REQUEST_METRICS
-from vocab.trace import PhaseRow, request_metrics
+from vocab.trace import PhaseRow, quantile, request_metrics
 
 STATISTICS = ("median", "p95", "mean")
 METRICS = tuple(f"{metric}_{stat}" for metric in ("total_s", "startup_s", "pull_s")
                 for stat in STATISTICS) + ("makespan_s", "requests")
 assert set(REQUEST_METRICS) == {"total_s", "startup_s", "pull_s"}
-
-
-def quantile(values: list[float], q: float) -> float:
-    """The q-quantile (0..1) of values, linear between order statistics."""
-    ordered = sorted(values)
-    position = q * (len(ordered) - 1)
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def replication_metrics(rows: Iterable[PhaseRow]) -> dict[str, float]:

@@ -152,11 +152,10 @@ def _median(values: list[float]) -> float | None:
     return round(statistics.median(values), 6) if values else None
 
 
-# Student's t, 0.975 quantile, by degrees of freedom (beyond the table: the normal 1.96)
-_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
-         9: 2.262, 10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131,
-         16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086, 25: 2.060, 30: 2.042,
-         40: 2.021, 60: 2.000, 120: 1.980}
+# Student's t, 97.5th percentile, for 1..30 degrees of freedom
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+         2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+         2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -169,8 +168,15 @@ def quantile(values: list[float], q: float) -> float:
 
 
 def t975(df: int) -> float:
-    """Student's t 0.975 quantile for df degrees of freedom (the largest tabled df <= df)."""
-    return _T975[max(k for k in _T975 if k <= df)]
+    """Student's t 97.5 % quantile: a table up to 30 degrees of freedom, then the
+    Cornish-Fisher expansion around the normal quantile (error < 1e-4)."""
+    if df < 1:
+        raise ValueError("t975 needs at least one degree of freedom")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959964
+    return (z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3))
 
 
 def metric_statistics(by_replication: dict[int, list[float]]) -> dict:
