@@ -80,9 +80,9 @@ def cmd_run(args, console) -> int:
 
 
 def cmd_measure(args, console) -> int:
-    from harness.measure import why_not_measurable, why_not_playable
+    from harness.measure import why_not_measured
     scenario = load(args)
-    reason = why_not_measurable(args.engine) or why_not_playable(scenario, args.network)
+    reason = why_not_measured(scenario, args.engine, args.network)
     if reason:
         print(f"docksim: {reason}", file=sys.stderr)
         return 2
@@ -97,11 +97,11 @@ def cmd_compare(args, console) -> int:
     from analysis.compare import comparison_rows, error_table, format_table, write_comparison_csv
     from analysis.comparison_chart import comparison_figure
     from analysis.style import save_figure
-    from harness.measure import why_not_measurable, why_not_playable
+    from harness.measure import why_not_measured
     scenario = load(args)
     sim_rows, sim_summary = simulate_to(scenario, args.out / "sim", args, console)
     console.print(summary_table(sim_summary, f"{scenario.name}: simulated"))
-    reason = why_not_measurable(args.engine) or why_not_playable(scenario, args.network)
+    reason = why_not_measured(scenario, args.engine, args.network)
     if reason:
         console.print(f"[bold]not measured:[/bold] {reason}; wrote only the simulated half "
                       f"to {args.out}/sim")

@@ -70,6 +70,14 @@ def why_not_playable(scenario: Scenario, network: str = "emulated") -> str | Non
             f"{', '.join(problems)} yet (simulate it with `run`)")
 
 
+def why_not_measured(scenario: Scenario, engine: str, network: str) -> str | None:
+    """Why this machine, engine and network cannot measure this scenario, or None:
+    the one check `measure` and the CLI share."""
+    if network == "kernel" and engine != "launcher":
+        return "--network kernel measures docksim's engine only, for now"
+    return why_not_measurable(engine) or why_not_playable(scenario, network)
+
+
 def cache_dir() -> Path:
     """Built layers are kept between runs: generating them takes a while."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -178,9 +186,7 @@ def measure(scenario: Scenario, progress: Progress = lambda message: None,
     docker: a real dockerd); return the trace rows (source real).  `network`:
     emulated (the registry plays the one link) or kernel (namespaces, tbf and
     delays; see harness/kernel_world.py)."""
-    reason = why_not_measurable(engine) or why_not_playable(scenario, network)
-    if network == "kernel" and engine != "launcher":
-        reason = reason or "--network kernel measures docksim's engine only, for now"
+    reason = why_not_measured(scenario, engine, network)
     if reason:
         raise MeasureError(reason)
     work = Path(tempfile.mkdtemp(prefix="docksim-measure-"))
