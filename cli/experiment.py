@@ -96,6 +96,7 @@ def cmd_measure(args, console) -> int:
 def cmd_compare(args, console) -> int:
     from analysis.compare import comparison_rows, error_table, format_table, write_comparison_csv
     from analysis.comparison_chart import comparison_figure
+    from analysis.phase_compare import PHASE_COLUMNS, phase_rows, write_rows_csv
     from analysis.style import save_figure
     from harness.measure import why_not_measured
     scenario = load(args)
@@ -111,13 +112,15 @@ def cmd_compare(args, console) -> int:
     console.print(summary_table(real_summary, f"{scenario.name}: measured"))
     rows = comparison_rows(sim_summary, real_summary)
     write_comparison_csv(rows, args.out / "comparison.csv")
+    write_rows_csv(phase_rows(sim_rows, real_rows), args.out / "comparison-phases.csv", PHASE_COLUMNS)
     # the median replication of each side, so the chart agrees with the table's medians
     save_figure(comparison_figure(sim_rows, real_rows, f"{scenario.name}: simulated vs measured "
                                   "(median replication)", replication=None),
                 args.out / "comparison")
     console.print(format_table(rows))
     (args.out / "errors.json").write_text(json.dumps(error_table(rows), indent=2) + "\n")
-    console.print(f"wrote {args.out}/comparison.csv, comparison.png, comparison.svg")
+    console.print(f"wrote {args.out}/comparison.csv, comparison-phases.csv, comparison.png, "
+                  "comparison.svg")
     return 0
 
 

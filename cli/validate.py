@@ -5,10 +5,14 @@ For each engine the model uses that engine's calibration (made first if this
 machine has none): the costs come from calibration's own workload, never from
 the validation scenarios, so the table says how well the model predicts
 worlds it was not fitted to.
+
+It prints three tables: per scenario and metric, per phase (which part of a
+request the model gets least right), and the targets (analysis/validation.py);
+it exits 1 when a target is missed.  `--network kernel` measures on namespaces
+with real TCP, and also plays the scenarios with several nodes.
 """
 from __future__ import annotations
 
-import csv
 import statistics
 import sys
 from pathlib import Path
@@ -19,20 +23,28 @@ PROJECT = Path(__file__).resolve().parent.parent
 METRICS = ("pull_s", "startup_s", "total_s")
 
 
-def validate_scenario(path: Path, engine: str, costs, console) -> list[dict]:
-    """Comparison rows of one scenario on one engine, tagged with both names."""
+def validate_scenario(scenario, engine: str, network: str, costs, console) -> tuple[list, list]:
+    """Comparison rows of one scenario on one engine (per request, tagged with
+    wire time) and its per-phase rows, both tagged with engine and scenario."""
     import model
     from analysis.compare import comparison_rows
+    from analysis.phase_compare import phase_rows
+    from analysis.validation import tag_bandwidth_bound, wire_seconds
+    from cli.experiment import kernel_link_model
     from harness.measure import measure
-    from vocab.scenario import load_scenario
     from vocab.trace import summarize
-    scenario = load_scenario(path)
-    sim = summarize(model.simulate(scenario, costs=costs), scenario.name, "sim", "model",
-                    scenario.replications)
-    with console.status(f"measuring {scenario.name} on {engine}"):
-        rows = measure(scenario, engine=engine)
-    real = summarize(rows, scenario.name, "real", engine, scenario.replications)
-    return [{"engine": engine, "scenario": scenario.name, **row} for row in comparison_rows(sim, real)]
+    modelled = kernel_link_model(scenario, costs) if network == "kernel" else (scenario, costs)
+    sim_rows = model.simulate(modelled[0], costs=modelled[1])
+    sim = summarize(sim_rows, scenario.name, "sim", "model", scenario.replications)
+    with console.status(f"measuring {scenario.name} on {engine} ({network} network)") as status:
+        real_rows = measure(scenario, engine=engine, network=network,
+                            progress=lambda message: status.update(
+                                f"measuring {scenario.name} on {engine}: {message}"))
+    real = summarize(real_rows, scenario.name, "real", engine, scenario.replications)
+    tag = {"engine": engine, "scenario": scenario.name}
+    requests = tag_bandwidth_bound(comparison_rows(sim, real), wire_seconds(real_rows))
+    return ([{**tag, **row} for row in requests],
+            [{**tag, **row} for row in phase_rows(sim_rows, real_rows)])
 
 
 def error_summary(rows: list[dict]) -> list[dict]:
@@ -59,7 +71,48 @@ def _table(summary: list[dict]):
     return table
 
 
+def _phase_table(by_phase: list[dict]):
+    from rich.table import Table
+    table = Table(title="per phase", title_justify="left")
+    for column in ("engine", "phase", "rows", "median |error|", "worst error"):
+        table.add_column(column, justify="left" if column in ("engine", "phase") else "right")
+    for row in by_phase:
+        table.add_row(row["engine"], row["phase"], str(row["count"]),
+                      f"{row['median_abs_error_pct']:.1f} %", f"{row['worst_error_pct']:+.1f} %")
+    return table
+
+
+def _verdict_table(lines: list[dict]):
+    from rich.table import Table
+    table = Table(title="targets", title_justify="left")
+    for column in ("engine", "target", "requests", "value", "bar", "met"):
+        table.add_column(column, justify="left" if column in ("engine", "target") else "right")
+    for line in lines:
+        value = "-" if line["value_pct"] is None else f"{line['value_pct']:+.1f} %"
+        met = {True: "yes", False: "[bold red]NO[/bold red]", None: "-"}[line["met"]]
+        table.add_row(line["engine"], line["target"], str(line["requests"]), value,
+                      f"{line['bar_pct']:.0f} %", met)
+    return table
+
+
+def _playable(paths: list[Path], engines: tuple[str, ...], network: str, console) -> list:
+    """The scenarios this network can play (each skipped one is named, with why)."""
+    from harness.measure import why_not_measured
+    from vocab.scenario import load_scenario
+    scenarios = []
+    for path in paths:
+        scenario = load_scenario(path)
+        reasons = {why_not_measured(scenario, engine, network) for engine in engines} - {None}
+        if reasons:
+            console.print(f"skipped {path.name}: {'; '.join(sorted(reasons))}")
+        else:
+            scenarios.append(scenario)
+    return scenarios
+
+
 def cmd_validate(args, console) -> int:
+    from analysis.phase_compare import phase_summary, write_rows_csv
+    from analysis.validation import all_met, verdict
     from harness.measure import why_not_measurable
     engines = ("launcher", "docker") if args.engine == "both" else (args.engine,)
     for engine in engines:
@@ -71,23 +124,35 @@ def cmd_validate(args, console) -> int:
     if not paths:
         print(f"docksim: {args.directory}: no scenario files (*.toml)", file=sys.stderr)
         return 2
+    scenarios = _playable(paths, engines, args.network, console)
+    if not scenarios:
+        print(f"docksim: {args.directory}: no scenario can be measured on the {args.network} "
+              "network", file=sys.stderr)
+        return 2
     rows: list[dict] = []
+    phases: list[dict] = []
     for engine in engines:
         costs, source = resolve_costs(args.calibration, engine, console)
         console.print(f"{engine}: the model uses {source}")
-        for path in paths:
-            rows += validate_scenario(path, engine, costs, console)
+        for scenario in scenarios:
+            requests, per_phase = validate_scenario(scenario, engine, args.network, costs, console)
+            rows += requests
+            phases += per_phase
     summary = error_summary(rows)
     console.print(_table(summary))
+    by_phase = [{"engine": engine, **line} for engine in engines
+                for line in phase_summary(r for r in phases if r["engine"] == engine)]
+    console.print(_phase_table(by_phase))
+    lines = verdict(rows)
+    console.print(_verdict_table(lines))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        for name, table in (("validation-requests.csv", rows), ("validation.csv", summary)):
-            with open(args.out / name, "w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=list(table[0]), lineterminator="\n")
-                writer.writeheader()
-                writer.writerows(table)
-        console.print(f"wrote {args.out}/validation.csv and validation-requests.csv")
-    return 0
+        for name, table in (("validation-requests.csv", rows), ("validation.csv", summary),
+                            ("validation-phases.csv", phases), ("validation-by-phase.csv", by_phase),
+                            ("validation-targets.csv", lines)):
+            write_rows_csv(table, args.out / name)
+        console.print(f"wrote {args.out}/validation*.csv")
+    return 0 if all_met(lines) else 1
 
 
 def register(sub) -> None:
@@ -95,6 +160,9 @@ def register(sub) -> None:
     p.add_argument("--engine", choices=("launcher", "docker", "both"), default="both")
     p.add_argument("--dir", dest="directory", type=Path, default=PROJECT / "scenarios" / "validation",
                    help="the scenarios to validate (default: scenarios/validation)")
+    p.add_argument("--network", choices=("emulated", "kernel"), default="emulated",
+                   help="emulated: the registry plays the link; kernel: namespaces, tbf and delays "
+                   "(also plays the scenarios with several nodes)")
     p.add_argument("--calibration", metavar="FILE", help="a profile, or 'builtin' (one engine only)")
     p.add_argument("--out", type=Path, help="also write the tables as CSV here")
     p.set_defaults(func=cmd_validate)

@@ -34,8 +34,10 @@ def dockerd_path() -> str | None:
 
 
 @contextmanager
-def run_dockerd(workdir: Path | None = None, extra_args: list[str] | None = None) -> Iterator[str]:
-    """Start dockerd; yield its socket path (use as `unix://PATH`); stop and clean up."""
+def run_dockerd(workdir: Path | None = None, extra_args: list[str] | None = None,
+                popen=subprocess.Popen) -> Iterator[str]:
+    """Start dockerd (with `popen`, e.g. inside a node's network namespace); yield
+    its socket path (use as `unix://PATH`); stop and clean up."""
     binary = dockerd_path()
     if binary is None:
         raise DockerdUnavailable("dockerd is not installed (apt-get install docker.io)")
@@ -49,7 +51,7 @@ def run_dockerd(workdir: Path | None = None, extra_args: list[str] | None = None
             "--ip-forward=false", "--bridge=none", "--storage-driver", "overlay2",
             *(extra_args or [])]
     log = open(base / "dockerd.log", "wb")
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    proc = popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         _wait_until_up(proc, sock, base / "dockerd.log")
         yield str(sock)

@@ -5,7 +5,7 @@ The registry and every node live in network namespaces of their own
 shaped by `tc` tbf, and the round trip by netem or docksim's delay line, so the
 bytes cross a real TCP stack with real slow start and real queueing.  The
 registry serves unshaped inside its namespace; each node gets its own docksim
-daemon (its own store) inside its namespace, reached by the clients through
+daemon (its own store) inside its namespace (docksim's or a real dockerd), reached by the clients through
 its unix socket, exactly as one Docker host per machine.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 
 from harness.clients import RunContext, run_clients
-from harness.measure import run_daemon, serve_registry
+from harness.measure import run_daemon, run_docker_engine, serve_registry
 from harness.netns import LinkSpec, build_network
 from vocab.scenario import Scenario
 from vocab.trace import PhaseRow
@@ -37,8 +37,10 @@ def links(scenario: Scenario) -> tuple[dict[str, LinkSpec], LinkSpec | None]:
 
 
 def measure_on_kernel_network(scenario: Scenario, work: Path, names: dict[str, str],
-                              sizes: dict[str, int], progress) -> list[PhaseRow]:
-    """Every replication on one kernel network built for the scenario; return the rows."""
+                              sizes: dict[str, int], progress, engine: str = "launcher") -> list[PhaseRow]:
+    """Every replication on one kernel network built for the scenario, with one
+    daemon of `engine` (launcher or docker) per node; return the rows."""
+    start_engine = run_docker_engine if engine == "docker" else run_daemon
     nodes = scenario.node_names()
     access, uplink = links(scenario)
     rows: list[PhaseRow] = []
@@ -51,10 +53,10 @@ def measure_on_kernel_network(scenario: Scenario, work: Path, names: dict[str, s
                 progress(f"replication {replication + 1} of {scenario.replications}")
                 with ExitStack() as daemons:
                     sockets = {node: daemons.enter_context(
-                        run_daemon(scenario, registry_url, work, replication, node=node,
+                        start_engine(scenario, registry_url, work, replication, node=node,
                                    popen=partial(net.popen, net.node_ns[node])))
                         for node in nodes}
-                    ctx = RunContext(scenario, "", replication, "launcher", names, sizes,
+                    ctx = RunContext(scenario, "", replication, engine, names, sizes,
                                      node=nodes[0], sockets=sockets)
                     rows.extend(run_clients(ctx))
     return rows

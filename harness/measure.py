@@ -73,8 +73,6 @@ def why_not_playable(scenario: Scenario, network: str = "emulated") -> str | Non
 def why_not_measured(scenario: Scenario, engine: str, network: str) -> str | None:
     """Why this machine, engine and network cannot measure this scenario, or None:
     the one check `measure` and the CLI share."""
-    if network == "kernel" and engine != "launcher":
-        return "--network kernel measures docksim's engine only, for now"
     return why_not_measurable(engine) or why_not_playable(scenario, network)
 
 
@@ -162,15 +160,20 @@ def run_daemon(scenario: Scenario, registry_url: str, work: Path, replication: i
 
 
 @contextmanager
-def run_docker_engine(scenario: Scenario, registry_url: str, work: Path, replication: int) -> Iterator[str]:
+def run_docker_engine(scenario: Scenario, registry_url: str, work: Path, replication: int,
+                      node: str = "", popen=subprocess.Popen) -> Iterator[str]:
     """A fresh real dockerd, with docksim's registry as its Docker Hub mirror, so
     the scenario's image names (no registry host) resolve there as they do for
-    docksim's daemon."""
+    docksim's daemon.  Off loopback (a kernel network) the plain-HTTP registry
+    must be named insecure, as `insecure-registries` in daemon.json does."""
     from harness.dockerd import DockerdUnavailable, run_dockerd
     extra = ["--registry-mirror", registry_url,
              "--max-concurrent-downloads", str(scenario.daemon.max_concurrent_downloads)]
+    host = registry_url.split("://", 1)[-1]
+    if not host.startswith("127."):
+        extra += ["--insecure-registry", host]
     try:
-        with run_dockerd(work, extra) as sock:
+        with run_dockerd(work, extra, popen=popen) as sock:
             yield sock
     except DockerdUnavailable as exc:
         raise MeasureError(str(exc)) from None
@@ -200,7 +203,7 @@ def measure(scenario: Scenario, progress: Progress = lambda message: None,
         sizes = {short: report.layers[name].content_bytes for short, name in names.items()}
         if network == "kernel":
             from harness.kernel_world import measure_on_kernel_network
-            rows = measure_on_kernel_network(scenario, work, names, sizes, progress)
+            rows = measure_on_kernel_network(scenario, work, names, sizes, progress, engine)
         else:
             with serve_registry(scenario, work / "registry", work) as registry_url:
                 for replication in range(scenario.replications):

@@ -131,5 +131,17 @@ def test_compare_writes_the_error_table(tmp_path):
         assert abs(float(row["error_pct"]) - expected) <= slack, row
     pulls = {r["repeat"]: float(r["measured_s"]) for r in rows if r["metric"] == "pull_s"}
     assert pulls["0"] > 0 and pulls["1"] == 0
+    # per phase: the cold run has its layers' downloads; the warm run none
+    with open(out / "comparison-phases.csv", newline="") as handle:
+        phases = list(csv.DictReader(handle))
+    cold = {(r["phase"], r["layer"]) for r in phases if r["repeat"] == "0"}
+    warm = {r["phase"] for r in phases if r["repeat"] == "1"}
+    assert {("resolve", ""), ("pull", ""), ("create", ""), ("start", "")} <= cold
+    assert any(phase == "download" for phase, _ in cold) and "download" not in warm
+    for row in phases:
+        simulated, measured = float(row["simulated_s"]), float(row["measured_s"])
+        if measured > 0:
+            assert float(row["error_pct"]) == pytest.approx(100 * (simulated - measured) / measured,
+                                                            abs=0.01)
     assert list(temp.glob("docksim-measure-*")) == []
     assert overlay_mounts_under(tmp_path) == []

@@ -1,5 +1,6 @@
-"""`measure --network kernel`: two nodes, each with its own daemon in its own network
-namespace, behind one shaped registry uplink; nothing left behind afterwards."""
+"""`measure --network kernel`: two nodes, each with its own daemon (docksim's, or a
+real dockerd) in its own network namespace, behind one shaped registry uplink;
+nothing left behind afterwards."""
 from __future__ import annotations
 
 import subprocess
@@ -36,11 +37,13 @@ image = "lecture/two:1"
 """
 
 
-@pytest.mark.skipif(why_not_measurable() is not None or why_unavailable() is not None,
-                    reason="needs root and network namespaces")
-def test_two_nodes_share_the_registry_uplink():
+@pytest.mark.parametrize("engine", ["launcher", "docker"])
+def test_two_nodes_share_the_registry_uplink(engine):
+    if why_not_measurable(engine) is not None or why_unavailable() is not None:
+        pytest.skip("needs root, network namespaces and (for docker) dockerd")
     scenario = parse_scenario(TWO_NODES, "two.toml")
-    rows = measure(scenario, network="kernel")
+    rows = measure(scenario, network="kernel", engine=engine)
+    assert {r.engine for r in rows} == {engine}
     assert {r.node for r in rows} == {"w-0", "w-1"}
     assert {(r.node, r.client) for r in rows if r.phase == "request"} == {("w-0", 0), ("w-1", 1)}
     downloads = [r for r in rows if r.phase == "download"]
@@ -58,4 +61,5 @@ def test_two_nodes_share_the_registry_uplink():
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert "dks" not in netns
     with open("/proc/self/mountinfo") as info:
-        assert "docksim-measure" not in info.read()
+        mounts = info.read()
+    assert "docksim-measure" not in mounts and "docksim-dockerd" not in mounts
