@@ -25,19 +25,6 @@ def load(args: argparse.Namespace) -> Scenario:
     return scenario
 
 
-# TCP payload per Ethernet frame on a 1500-byte MTU with timestamps: what tbf leaves for data
-TCP_GOODPUT_RATIO = 1448 / 1514
-
-
-def kernel_link_model(scenario: Scenario, costs):
-    """The model of a real TCP network: frames carry 1448 payload bytes of 1514, and
-    each transfer starts in slow start.  The registry's emulated link has neither."""
-    import dataclasses
-    network = dataclasses.replace(scenario.network, slow_start=True)
-    return (dataclasses.replace(scenario, network=network),
-            costs.with_(link_goodput_ratio=TCP_GOODPUT_RATIO))
-
-
 def simulate_to(scenario: Scenario, out: Path, args, console) -> tuple[list, dict]:
     import dataclasses
 
@@ -46,10 +33,11 @@ def simulate_to(scenario: Scenario, out: Path, args, console) -> tuple[list, dic
     import model
     from analysis.report import write_trace_dir
     from cli.calibration import resolve_costs
+    from model.tcp import kernel_link_model
     costs, source = resolve_costs(args.calibration, args.engine, console)
     if getattr(args, "network", "emulated") == "kernel":
         scenario, costs = kernel_link_model(scenario, costs)
-        source += ", with TCP framing and slow start for kernel links"
+        source += ", with TCP framing, slow start and connection set-up for kernel links"
     rows = model.simulate(scenario, costs=costs)
     extra = {"simpy": simpy.__version__, "costs": dataclasses.asdict(costs), "costs_from": source}
     return rows, write_trace_dir(rows, out, scenario, "sim", "model", meta(scenario, extra))

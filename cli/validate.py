@@ -30,7 +30,7 @@ def validate_scenario(scenario, engine: str, network: str, costs, console) -> tu
     from analysis.compare import comparison_rows
     from analysis.phase_compare import phase_rows
     from analysis.validation import tag_bandwidth_bound, wire_seconds
-    from cli.experiment import kernel_link_model
+    from model.tcp import kernel_link_model
     from harness.measure import measure
     from vocab.trace import summarize
     modelled = kernel_link_model(scenario, costs) if network == "kernel" else (scenario, costs)

@@ -4,7 +4,8 @@ Calibration plays its own small workload, never the scenario being predicted:
 pulls of single-layer images of known size and compressibility over an
 unshaped loopback link (to separate per-request, per-layer and per-byte
 costs), a series of cached `run`s of `true` (container costs and the cost of
-an API call) and one `rmi`.  Each cost is read off the measured phases with
+an API call) and one `rmi`; then, on a kernel network, a tiny pull that shows
+the round trips spent opening TCP connections (harness/calibrate_tcp.py).  Each cost is read off the measured phases with
 the same arithmetic the model uses to put them back together (model/client.py
 and model/pull.py), so the model reproduces the calibration workload.
 
@@ -148,8 +149,15 @@ def derive_costs(rows: list[PhaseRow], engine: str, sizes: dict[str, int]) -> Co
 
 
 def calibrate(engine: str = "launcher", progress=lambda message: None) -> Costs:
-    """Measure the calibration workload on `engine` and derive the costs."""
+    """Measure the calibration workload on `engine` and derive the costs; where this
+    machine can build kernel networks, also the TCP connection set-up
+    (harness/calibrate_tcp.py; otherwise it stays 0)."""
+    from harness.calibrate_tcp import calibrate_tcp
+    from harness.netns import why_unavailable
     scenario = calibration_scenario()
     rows = measure(scenario, progress=progress, engine=engine)
     sizes = {name: layer.size_bytes for name, layer in scenario.layers().items()}
-    return derive_costs(rows, engine, sizes)
+    costs = derive_costs(rows, engine, sizes)
+    if why_unavailable() is None:
+        costs = calibrate_tcp(costs, engine, lambda message: progress(f"TCP set-up: {message}"))
+    return costs

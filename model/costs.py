@@ -56,6 +56,15 @@ class Costs:
     # 1.0: layers unpack while their bytes arrive (docksim's engine streams);
     # 0.0: the blob is downloaded first and extracted afterwards (dockerd).
     extract_streams: float = 1.0
+    # Round trips spent opening TCP connections on a real network (charged
+    # only where `[network] slow_start` says the link is real TCP): before a
+    # pull's resolve, and before each blob GET.  The emulated loopback link
+    # opens connections at once, so calibration's main workload cannot see
+    # them; its kernel-network part measures them.  docksim's daemon opens one
+    # connection to resolve and one per blob; dockerd pings /v2/ on a
+    # connection of its own and keeps idle ones for reuse.
+    tcp_setup_rtts_resolve: float = 0.0
+    tcp_setup_rtts_blob: float = 0.0
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -66,6 +75,9 @@ class Costs:
                 raise ValueError(f"Costs.{field.name} must be positive, not {value}")
             if field.name.endswith("_s") and not 0 <= value < math.inf:
                 raise ValueError(f"Costs.{field.name} must be a finite number >= 0, not {value}")
+        for name in ("tcp_setup_rtts_resolve", "tcp_setup_rtts_blob"):
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ValueError(f"Costs.{name} must be a finite number >= 0, not {getattr(self, name)}")
         if self.extract_streams not in (0.0, 1.0):
             raise ValueError(f"Costs.extract_streams must be 0 or 1, not {self.extract_streams}")
         if not 0 < self.link_goodput_ratio <= 1:

@@ -38,6 +38,8 @@ EXPLAIN = {
     "remove_s": "container remove (unmount, delete the writable layer)",
     "rmi_s": "image remove (untag, delete unreferenced layers)",
     "extract_streams": "1: layers unpack while they download; 0: after the download",
+    "tcp_setup_rtts_resolve": "round trips opening connections before a resolve (real TCP only)",
+    "tcp_setup_rtts_blob": "round trips opening a connection before each blob GET (real TCP only)",
 }
 
 

@@ -38,11 +38,14 @@ class Fetcher:
     """Moves bytes between hosts over the network, with TCP start-up if asked."""
 
     def __init__(self, env: simpy.Environment, topology: Topology, network: FlowNetwork,
-                 slow_start: bool, attempts: int, address: dict[str, Hashable]):
+                 slow_start: bool, attempts: int, address: dict[str, Hashable],
+                 setup_rtts: tuple[float, float] = (0.0, 0.0)):
         self.env = env
         self.topology = topology
         self.network = network
         self.slow_start = slow_start
+        # round trips opening connections (resolve, each blob GET): real TCP only
+        self.setup_rtts = setup_rtts if slow_start else (0.0, 0.0)
         self.attempts = attempts
         self.address = address   # node -> the address the registry sees (for its rate limit)
 
@@ -55,11 +58,17 @@ class Fetcher:
         if links:
             yield self.network.transfer(links, size_bytes)
 
+    def connect(self, rtt_s: float, rtts: float):
+        """TCP's handshake (and whatever else opens a connection), in round trips."""
+        if rtts * rtt_s > 0:
+            yield self.env.timeout(rtts * rtt_s)
+
     def blob_get(self, server: RegistryServer, rtt_s: float, links: tuple[int, ...],
                  size_bytes: int):
         """GET one blob, with retries and Range resume; returns True when it all arrived."""
         received = 0.0
         for attempt in range(1, self.attempts + 1):
+            yield from self.connect(rtt_s, self.setup_rtts[1])  # a fresh connection each attempt
             yield from server.request(rtt_s)
             status, dropped_at = server.blob_answer()
             if status == 200:
@@ -83,6 +92,7 @@ class RegistrySource:
 
     def resolve(self, node: str, image: Image):
         rtt_s = self.fetcher.topology.rtt_s(node, REGISTRY)
+        yield from self.fetcher.connect(rtt_s, self.fetcher.setup_rtts[0])
         return (yield from self.registry.resolve(self.fetcher.address[node], rtt_s))
 
     def download(self, node: str, layer: Layer):
@@ -117,6 +127,7 @@ class MirrorSource(RegistrySource):
         status = yield cached
         if status != 200:
             return status
+        yield from self.fetcher.connect(topology.rtt_s(node, mirror), self.fetcher.setup_rtts[0])
         return (yield from self.mirrors[mirror].resolve(node, topology.rtt_s(node, mirror)))
 
     def download(self, node: str, layer: Layer):

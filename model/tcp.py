@@ -28,7 +28,11 @@ at their fair share at once.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+
+from model.costs import Costs
+from vocab.scenario import Scenario
 
 SEGMENT_BYTES = 1460
 INITIAL_WINDOW_BYTES = 10 * SEGMENT_BYTES
@@ -46,3 +50,17 @@ def slow_start_s(size_bytes: float, rtt_s: float, rate_Bps: float) -> float:
         needed = math.ceil(math.log2(size_bytes / INITIAL_WINDOW_BYTES + 1))
         return max(0.0, needed * rtt_s - fluid_s)
     return max(0.0, rounds * rtt_s + (size_bytes - ramp_bytes) / rate_Bps - fluid_s)
+
+
+# TCP payload per Ethernet frame on a 1500-byte MTU with timestamps: what tbf leaves for data
+TCP_GOODPUT_RATIO = 1448 / 1514
+
+
+def kernel_link_model(scenario: Scenario, costs: Costs) -> tuple[Scenario, Costs]:
+    """The model of a real TCP network (`--network kernel`): frames carry 1448
+    payload bytes of 1514, every transfer starts in slow start, and opening a
+    connection costs the calibrated round trips (Costs.tcp_setup_rtts_*).  The
+    registry's emulated link has none of these."""
+    network = dataclasses.replace(scenario.network, slow_start=True)
+    return (dataclasses.replace(scenario, network=network),
+            costs.with_(link_goodput_ratio=TCP_GOODPUT_RATIO))

@@ -45,7 +45,8 @@ class World:
         self.registry = RegistryServer(env, scenario.registry, costs, stream("registry"))
         # the network is created once every link exists (P2P adds upload slots)
         self.fetcher = Fetcher(env, topology, None, scenario.network.slow_start,  # type: ignore[arg-type]
-                               scenario.daemon.max_download_attempts, address)
+                               scenario.daemon.max_download_attempts, address,
+                               (costs.tcp_setup_rtts_resolve, costs.tcp_setup_rtts_blob))
         mode = scenario.distribution.mode
         if mode == "p2p":
             self.source = Swarm(self.fetcher, self.registry, scenario.distribution)

@@ -12,8 +12,10 @@ import pytest
 
 import model
 from harness.calibrate import calibration_scenario, derive_costs
+from harness.calibrate_tcp import derive_tcp_setup, tcp_scenario
 from harness.measure import why_not_measurable
 from model.costs import Costs
+from model.tcp import kernel_link_model
 from model.profile import new_profile, read_profile, write_profile
 from vocab.schema import ScenarioError
 
@@ -37,6 +39,33 @@ def test_derive_recovers_the_costs_the_model_was_given(truth):
     got = derive_costs(model.simulate(scenario, costs=truth), "launcher", _sizes(scenario))
     for field in dataclasses.fields(Costs):
         assert getattr(got, field.name) == pytest.approx(getattr(truth, field.name), rel=1e-6), field.name
+
+
+@pytest.mark.parametrize("resolve_rtts, blob_rtts", [(1.0, 0.0), (3.0, 1.0), (0.5, 2.0)])
+def test_derive_tcp_setup_recovers_the_round_trips_the_model_was_given(resolve_rtts, blob_rtts):
+    """The kernel-network part inverts the model too: a trace simulated with known
+    connection set-up gives those round trips back (to the 0.01 it rounds to)."""
+    scenario, costs = kernel_link_model(tcp_scenario(), TRUTH.with_(
+        tcp_setup_rtts_resolve=resolve_rtts, tcp_setup_rtts_blob=blob_rtts))
+    got = derive_tcp_setup(model.simulate(scenario, costs=costs), TRUTH)
+    assert (got.tcp_setup_rtts_resolve, got.tcp_setup_rtts_blob) == pytest.approx(
+        (resolve_rtts, blob_rtts), abs=0.006)
+    assert got.with_(tcp_setup_rtts_resolve=0.0, tcp_setup_rtts_blob=0.0) == TRUTH
+
+
+def test_connection_setup_is_charged_on_real_tcp_only():
+    """One resolve round trip of 40 ms for set-up, and none on the emulated link."""
+    costs = TRUTH.with_(tcp_setup_rtts_resolve=1.0)
+    emulated = model.simulate(tcp_scenario(), costs=costs)
+    plain = model.simulate(tcp_scenario(), costs=TRUTH)
+    kernel = model.simulate(*kernel_link_model(tcp_scenario(), costs)[:1], costs=costs)
+    kernel_plain = model.simulate(*kernel_link_model(tcp_scenario(), TRUTH)[:1], costs=TRUTH)
+
+    def resolve_s(rows):
+        return [r.duration_s for r in rows if r.phase == "resolve"]
+    assert resolve_s(emulated) == resolve_s(plain)
+    assert [a - b for a, b in zip(resolve_s(kernel), resolve_s(kernel_plain))] == pytest.approx(
+        [0.040] * len(resolve_s(kernel)))
 
 
 def test_profiles_round_trip_and_refuse_nonsense(tmp_path):
