@@ -65,7 +65,7 @@ _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_u
                         ctypes.c_ulong]
 _libc.capget.argtypes = [ctypes.POINTER(_Header), ctypes.POINTER(_Data)]
 _libc.capset.argtypes = [ctypes.POINTER(_Header), ctypes.POINTER(_Data)]
-# made now, not in the forked child, which must not allocate ctypes types
+# the forked child only fills these in: it makes no ctypes objects of its own
 _child_header = _Header(_CAP_VERSION_3, 0)
 _child_data = (_Data * 2)()
 
@@ -100,10 +100,6 @@ def mask_from_host_config(host_config: dict) -> int:
     if "ALL" in drop:
         return mask_of(add)
     return (DEFAULT_MASK | mask_of(add)) & ~mask_of(drop)
-
-
-def names_of(mask: int) -> list[str]:
-    return [name for number, name in enumerate(NAMES) if mask >> number & 1]
 
 
 def permitted_mask() -> int:
@@ -146,5 +142,5 @@ def apply_sets(mask: int) -> None:
         word = mask >> (32 * i) & 0xFFFFFFFF
         _child_data[i].effective = _child_data[i].permitted = word
         _child_data[i].inheritable = 0
-    _check(_libc.capset(ctypes.byref(_child_header), _child_data), "capset")
+    _check(_libc.capset(_child_header, _child_data), "capset")
     _check(_libc.prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0), "prctl(PR_SET_KEEPCAPS, 0)")

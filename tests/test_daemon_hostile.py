@@ -395,7 +395,8 @@ def test_header_deadline_closes_slow_connections_not_idle_ones(quick_server):
         sock.sendall(b"GET /_pi")
         silent_s = closed_after_s(sock)
     with connect(quick_server) as sock:
-        trickle_s = closed_after_s(sock, b"GET /_ping HTTP/1.1\r\nHost: docker\r\nX-Slow: " + b"z" * 200)
+        slow_header = b"GET /_ping HTTP/1.1\r\nHost: docker\r\nX-Slow: " + b"z" * 200
+        trickle_s = closed_after_s(sock, slow_header)
     with connect(quick_server) as sock:
         sock.sendall(request("POST", "/echo", b'{"a": 1}'))
         first = read_answer(sock, "POST")
