@@ -4,7 +4,8 @@ This is the in-container half of runc (``runc init``, with containerd-shim's job
 relaying the exit status): ``waiter`` unshares the mount, UTS, IPC, network and PID
 namespaces and forks PID 1, which mounts a fresh /proc, a minimal /dev and a
 read-only /sys, pivots into the rootfs, masks kernel interfaces as Docker's default
-spec does, sets hostname, loopback, working directory, user and stdio, resolves
+spec does, sets hostname, loopback, working directory, the capabilities (Docker's
+default set, ``launcher.capabilities``), user and stdio, resolves
 argv[0] like Go's ``exec.LookPath`` and execs it.  Just before it gives up root,
 PID 1 writes itself into the container's cgroups through files the daemon opened
 (after pivot_root the host's /sys/fs/cgroup is out of sight), so that the memory
@@ -29,7 +30,7 @@ import stat
 import time
 from typing import NamedTuple
 
-from launcher import linux
+from launcher import capabilities, linux
 from launcher.logs import STDERR, STDOUT, record
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -42,7 +43,8 @@ DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
 # runc's default spec from `docker run`: hidden, and read-only, kernel interfaces
 MASKED_PATHS = ("/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys",
                 "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
-                "/proc/sched_debug", "/proc/scsi", "/sys/firmware")
+                "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+                "/sys/devices/virtual/powercap")  # energy counters: a power side channel
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
                   "/proc/sysrq-trigger")
 
@@ -57,6 +59,7 @@ class InitSpec(NamedTuple):
     hostname: str
     ids: tuple[int, int, tuple[int, ...]] | None  # (uid, gid, groups); None keeps root
     cgroup_fds: tuple[int, ...] = ()             # open cgroup.procs files to join
+    capabilities: int = capabilities.DEFAULT_MASK  # the bounding, effective and permitted sets
 
 
 def exit_code(status: int) -> int:
@@ -147,7 +150,8 @@ def _mount_kernel_fs(rootfs: bytes) -> None:
     for d in (proc, dev, sys):
         _ensure_dir(d)
     linux.mount("proc", proc, "proc", nosuid_nodev_noexec)
-    linux.mount("tmpfs", dev, "tmpfs", linux.MS_NOSUID | linux.MS_STRICTATIME,
+    # nodev like the rootfs; the host's nodes bound below keep their own mounts' flags
+    linux.mount("tmpfs", dev, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_STRICTATIME,
                 "mode=755,size=65536k")
     for name in DEV_NODES:
         node = dev + b"/" + name.encode()
@@ -210,13 +214,19 @@ def _lookup(name: str, env: dict[str, str]) -> tuple[str | None, int, str]:
 def _init(spec: InitSpec, null_fd: int, out_fds: tuple[int, int], exec_w: int,
           err_w: int) -> None:
     """Second child, PID 1 of the container: set up the world, then execve."""
-    rootfs, argv, env_list, cwd, hostname, ids, cgroup_fds = spec
+    rootfs, argv, env_list, cwd, hostname, ids, cgroup_fds, caps = spec
     step, code = "setup", 1
     try:
         linux.set_parent_death_signal(signal.SIGKILL)  # the waiter died: so do we
         step = "mounts"
         linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
         linux.mount(rootfs, rootfs, None, linux.MS_BIND | linux.MS_REC)
+        # CAP_MKNOD is in Docker's default set, and Docker keeps the nodes it makes
+        # useless with the devices cgroup.  docksim gives a container without
+        # limits no cgroup, so its writable file systems are nodev instead: a node
+        # made with mknod (of the host's disk, say) cannot be opened.
+        linux.mount(rootfs, rootfs, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_NODEV
+                    | _locked_flags(rootfs))
         _mount_kernel_fs(rootfs)
         step = "pivot_root"
         os.chdir(rootfs)
@@ -238,6 +248,8 @@ def _init(spec: InitSpec, null_fd: int, out_fds: tuple[int, int], exec_w: int,
         step = "cgroup"
         for fd in cgroup_fds:
             os.write(fd, b"0")  # "0" is the writer itself, whatever its pid namespace
+        step = "capabilities"
+        capabilities.apply_bounding(caps)  # needs CAP_SETPCAP, which apply_sets may drop
         step = "user"
         if ids is not None:
             try:
@@ -247,6 +259,8 @@ def _init(spec: InitSpec, null_fd: int, out_fds: tuple[int, int], exec_w: int,
                     raise
             os.setgid(ids[1])
             os.setuid(ids[0])
+        step = "capabilities"
+        capabilities.apply_sets(caps)  # after setuid, which a dropped SETUID would forbid
         step = "stdio"
         os.dup2(null_fd, 0)
         os.dup2(out_fds[0], 1)

@@ -12,6 +12,7 @@ import time
 
 from launcher import logs
 from launcher.containers import Container, ContainerManager, parse_signal, rfc3339
+from launcher.create_config import check_create_body
 from launcher.events import parse_filters, parse_time
 from launcher.http import ApiError, Request, Router
 
@@ -50,7 +51,9 @@ class ContainerApi:
         return self.containers.get(req.params["id"])
 
     def create(self, req: Request):
-        container, warnings = self.containers.create(req.json(), req.arg("name"), req.request_tag)
+        body = req.json()
+        check_create_body(body)
+        container, warnings = self.containers.create(body, req.arg("name"), req.request_tag)
         return 201, {"Id": container.id, "Warnings": warnings}
 
     def start(self, req: Request):
@@ -80,11 +83,11 @@ class ContainerApi:
 
     def stop(self, req: Request):
         container = self._get(req)
-        timeout = req.arg("t") or req.arg("timeout")
+        timeout = req.number("t") if req.arg("t") else req.number("timeout")
         if req.arg("signal"):  # API 1.42: the signal replaces the stop signal once
             container.stop_signal = req.arg("signal")
             parse_signal(container.stop_signal)
-        if not self.containers.stop(container, float(timeout) if timeout else None):
+        if not self.containers.stop(container, timeout):
             return 304, ""  # dockerd: "container already stopped", not an error
 
     def kill(self, req: Request) -> None:
@@ -168,7 +171,7 @@ class ContainerApi:
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
         show_all = req.flag("all") or "status" in filters
-        limit = int(req.arg("limit") or -1)
+        limit = int(req.number("limit", -1))
         out = []
         now = time.time()
         for c in self.containers.all():

@@ -1,10 +1,10 @@
 """Containers: dockerd's container objects on top of the runtime.
 
 A container is an image's layers plus a writable layer (overlay), a process
-description (argv, env, cwd, user, hostname), resource limits (a cgroup) and a
-state machine created -> running -> exited.  As in Docker, `create` prepares the
-root file system, `start` makes the cgroup and runs the process until it has
-exec'd, the daemon watches for its exit (the `run` phase), deletes the cgroup
+description (argv, env, cwd, user, hostname, capabilities), resource limits (a
+cgroup) and a state machine created -> running -> exited.  As in Docker, `create`
+prepares the root file system, `start` makes the cgroup and runs the process
+until it has exec'd, the daemon watches for its exit (the `run` phase), deletes the cgroup
 then (as containerd deletes the task) after reading whether the OOM killer struck,
 and `remove` unmounts and deletes the writable layer and the logs.  Each step is
 recorded as a phase under the client's request tag and published as a Docker
@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from launcher import runtime
+from launcher import capabilities, runtime
 from launcher.cgroups import Cgroup, CgroupError, CgroupManager, Limits
 from launcher.events import EventLog
 from launcher.http import ApiError
@@ -64,6 +64,7 @@ class Container:
     hostname: str
     host_config: dict
     limits: Limits
+    capabilities: int        # a mask of capability(7) numbers
     stop_signal: str
     stop_timeout: float | None
     labels: dict
@@ -154,6 +155,7 @@ class ContainerManager:
         host_config = body.get("HostConfig") or {}
         try:
             limits = Limits.from_host_config(host_config)
+            caps = capabilities.mask_from_host_config(host_config)
         except (CgroupError, ValueError, TypeError) as exc:
             raise ApiError(400, str(exc)) from None
         name = name.lstrip("/")
@@ -171,7 +173,7 @@ class ContainerManager:
             argv=argv, env=_environment(config.get("Env") or [], body.get("Env") or [], hostname),
             cwd=body.get("WorkingDir") or config.get("WorkingDir") or "/",
             user=body.get("User") or config.get("User") or "", hostname=hostname,
-            host_config=host_config, limits=limits,
+            host_config=host_config, limits=limits, capabilities=caps,
             stop_signal=stop_signal, stop_timeout=body.get("StopTimeout"), labels=dict(body.get("Labels") or {}),
             dir=self.store.container_dir(cid))
         # the log exists from the start, so that an attach made before `start`
@@ -209,7 +211,8 @@ class ContainerManager:
             proc = runtime.start(container.dir / "rootfs", container.argv, container.env,
                                  cwd=container.cwd, hostname=container.hostname,
                                  user=container.user, log_path=container.log_path,
-                                 cgroup_procs=container.cgroup.procs_files() if container.cgroup else [])
+                                 cgroup_procs=container.cgroup.procs_files() if container.cgroup else [],
+                                 capabilities=container.capabilities)
         except runtime.StartError as exc:
             self._drop_cgroup(container)
             container.status, container.exit_code = "exited", exc.exit_code or 127

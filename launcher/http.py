@@ -7,27 +7,36 @@ net/http sends a body of unknown length; the Docker SDK reads a body as a stream
 of JSON messages only when it is chunked.  This module
 is the transport only: routing by method and path pattern, JSON answers with
 Docker's error body `{"message": "..."}`, and a version prefix (`/v1.41/...`)
-that is accepted and stripped.
+that is accepted and stripped.  Whatever a client sends (a request line that
+is not HTTP, headers too long or too slow, a body that lies about its length or
+is not JSON), it gets Docker's JSON error and the daemon keeps serving;
+``launcher.httpbody`` reads the body and keeps the deadlines.
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
+import math
 import os
 import re
 import select
 import socket
 import socketserver
 import stat
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from launcher.httpbody import BodyError, DeadlineReader, read_body
+
 log = logging.getLogger("docksim.daemon")
 VERSION_PREFIX = re.compile(r"^/v\d+\.\d+(?=/)")
-MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_BODY_BYTES = 4 * 1024 * 1024  # create/tag/... bodies are a few kB; dockerd sets no limit
+HEADER_TIMEOUT_S = 60.0  # for a request's line and headers, and for its body
 
 
 class ApiError(Exception):
@@ -54,17 +63,36 @@ class Request:
     def flag(self, name: str) -> bool:
         return self.arg(name, "0").lower() in ("1", "true", "yes")
 
+    def number(self, name: str, default: float | None = None) -> float | None:
+        """A numeric query parameter (`?t=10`); anything else is the client's error."""
+        text = self.arg(name)
+        if not text:
+            return default
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise ApiError(400, f"invalid value for {name}: {text!r}")
+        return value
+
     def json(self) -> dict:
-        length = int(self.handler.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            raise ApiError(413, f"request body of {length} bytes is over the limit")
-        raw = self.handler.rfile.read(length) if length else b""
-        self.handler.body_read = True
+        h = self.handler
+        h.reader.arm(h.header_timeout_s)
+        try:
+            raw = read_body(h.headers, h.rfile, MAX_BODY_BYTES)
+        except BodyError as exc:
+            raise ApiError(exc.status, exc.message) from None
+        except TimeoutError:
+            raise ApiError(408, "the request body did not arrive in time") from None
+        finally:
+            h.reader.disarm()
+        h.body_read = True
         if not raw.strip():
             return {}
         try:
             body = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: [[[[... nested too deep
             raise ApiError(400, f"malformed JSON body: {exc}") from None
         if not isinstance(body, dict):
             raise ApiError(400, "the JSON body must be an object")
@@ -178,6 +206,43 @@ class ApiHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "docksim"
     router: Router  # set on the subclass made by serve()
+    header_timeout_s = HEADER_TIMEOUT_S
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # replaced by a reader that keeps a deadline
+        self.reader = DeadlineReader(self.connection)
+        self.rfile = io.BufferedReader(self.reader)
+
+    def handle_one_request(self) -> None:
+        """One request: once its first byte is here, its line and headers must
+        arrive within the deadline.  A kept-alive connection may idle before it
+        without limit, as under Go's server when only ReadHeaderTimeout is set
+        (a client reusing a pooled connection must not find it closed)."""
+        self.reader.disarm()
+        if self.rfile.peek(1):  # b"": the client closed; the parent sees that too
+            self.reader.arm(self.header_timeout_s)
+        super().handle_one_request()
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """What the HTTP parser refuses (not HTTP, a line or header too long, too
+        many headers, an unknown version) gets Docker's JSON error body, not
+        http.server's HTML page, and the connection closes."""
+        short = self.responses.get(code, ("Error",))[0]
+        if self.request_version in ("", "HTTP/0.9"):
+            self.request_version = "HTTP/1.1"  # else no status line would be sent
+        self.close_connection = True
+        body = json.dumps({"message": message or short}).encode()
+        try:
+            self.send_response(code, short)
+            self.send_header("Connection", "close")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+        except OSError:
+            pass  # the client is gone; nothing to tell it
 
     def address_string(self) -> str:
         return "unix"
@@ -187,8 +252,12 @@ class ApiHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         began = time.monotonic()
+        self.reader.disarm()  # the answer may take long (pull, wait, logs -f)
         self.stream = None
         self.body_read = False
+        if self.request_version == "HTTP/0.9":  # "GET /path" with no version: Go refuses it
+            self.send_error(400, "malformed HTTP request: no HTTP version")
+            return
         parts = urlsplit(self.path)
         path = VERSION_PREFIX.sub("", parts.path)
         status = 200
@@ -210,18 +279,26 @@ class ApiHandler(BaseHTTPRequestHandler):
             log.exception("internal error on %s %s", self.command, self.path)
             status = 500
             self._fail(500, f"internal error: {exc}")
-        if not self.body_read and (self.headers.get("Content-Length", "0") != "0"
-                                   or "Transfer-Encoding" in self.headers):
-            self.close_connection = True  # an unread body would be taken for the next request
+        if self._body_left():
+            self.close_connection = True
         log.info("%s %s %s %.1f ms", self.command, parts.path, status,
                  1000 * (time.monotonic() - began))
+
+    def _body_left(self) -> bool:
+        """True when the request's body was not read: it would be taken for the
+        next request, so the connection must close after the answer."""
+        return not self.body_read and (self.headers.get("Content-Length", "0").strip() != "0"
+                                       or "Transfer-Encoding" in self.headers)
 
     def _fail(self, status: int, message: str) -> None:
         """Docker's error body; once a stream has begun, the status line is gone,
         so the connection is closed without the last chunk (the client sees a
         truncated body, as with dockerd)."""
         if self.stream is None:
-            self._send_json(status, {"message": message})
+            try:
+                self._send_json(status, {"message": message})
+            except OSError:  # the client left before its answer
+                self.close_connection = True
         else:
             self.close_connection = True
 
@@ -249,6 +326,8 @@ class ApiHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Api-Version", "1.41")
         self.send_header("Content-Length", str(len(data)))
+        if self._body_left():
+            self.send_header("Connection", "close")  # tells the client, sets close_connection
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
@@ -259,10 +338,23 @@ class ApiHandler(BaseHTTPRequestHandler):
 class UnixApiServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     allow_reuse_address = False
+    # socketserver's default backlog of 5 makes a burst of clients fail with EAGAIN
+    # (Go's dialer, and Python's with a timeout, connect without blocking); Go's
+    # listener, and so dockerd's, asks for the system's maximum
+    request_queue_size = socket.SOMAXCONN
 
     def server_bind(self) -> None:
         socketserver.UnixStreamServer.server_bind(self)
         os.chmod(self.server_address, 0o660)  # like docker.sock: owner and group only
+
+    def handle_error(self, request, client_address) -> None:
+        """A connection's thread failed: a client that hung up is routine, anything
+        else is logged once (socketserver would print a traceback to stderr)."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            log.debug("connection ended: %s", exc)
+        else:
+            log.error("connection handler failed", exc_info=exc)
 
 
 def socket_in_use(path: str) -> bool:
@@ -282,11 +374,13 @@ def socket_in_use(path: str) -> bool:
         probe.close()
 
 
-def make_server(socket_path: str, router: Router) -> UnixApiServer:
+def make_server(socket_path: str, router: Router,
+                header_timeout_s: float = HEADER_TIMEOUT_S) -> UnixApiServer:
     """Bind the API socket; raises OSError with a clear text when it is taken."""
     if socket_in_use(socket_path):
         raise OSError(f"{socket_path} is in use (another daemon is listening there)")
     if os.path.exists(socket_path):
         os.unlink(socket_path)  # a stale socket left by a killed daemon
-    handler = type("Handler", (ApiHandler,), {"router": router})
+    handler = type("Handler", (ApiHandler,), {"router": router,
+                                              "header_timeout_s": header_timeout_s})
     return UnixApiServer(socket_path, handler)

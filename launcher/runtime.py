@@ -26,6 +26,7 @@ import threading
 import time
 from pathlib import Path
 
+from launcher import capabilities as caps
 from launcher.container_init import InitSpec, exit_code, waiter
 from launcher.rootfs import mount_rootfs, unmount_rootfs
 from launcher.usernames import UserError, resolve
@@ -143,12 +144,14 @@ def _open_init_pidfd(init_pid: int, waiter_pid: int) -> int | None:
 
 def start(rootfs: Path, argv: list[str], env: list[str], cwd: str = "/",
           hostname: str = "", user: str = "", log_path: Path | None = None,
-          cgroup_procs: list[Path] = ()) -> ContainerProcess:
+          cgroup_procs: list[Path] = (),
+          capabilities: int = caps.DEFAULT_MASK) -> ContainerProcess:
     """Run ``argv`` in new namespaces on ``rootfs``; return once execve succeeded.
 
     stdout and stderr are appended to ``log_path`` as log records (dropped if
     None), stdin is /dev/null; the process joins the cgroups whose
-    ``cgroup.procs`` files are given.  Raises ``StartError`` with runc's message
+    ``cgroup.procs`` files are given; it keeps the ``capabilities`` (a mask) that
+    this process has too.  Raises ``StartError`` with runc's message
     if exec failed, after reaping every process it made.
     """
     start_s = time.monotonic()
@@ -170,7 +173,8 @@ def start(rootfs: Path, argv: list[str], env: list[str], cwd: str = "/",
             cgroup_fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
             to_close.append(cgroup_fds[-1])
         spec = InitSpec(os.fsencode(os.path.abspath(rootfs)), list(argv), list(env),
-                        cwd or "/", hostname, ids, tuple(cgroup_fds))
+                        cwd or "/", hostname, ids, tuple(cgroup_fds),
+                        capabilities & caps.permitted_mask())
         with _FORK_LOCK:
             for _ in range(2):
                 r, w = os.pipe2(os.O_CLOEXEC)
