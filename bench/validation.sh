@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The model's accuracy targets, measured: every scenario in scenarios/validation/
+# on both engines (docksim's and the real dockerd), first on the registry's
+# emulated link, then on kernel networks (namespaces, tbf, delay line, real TCP).
+#   sudo bash bench/validation.sh        (about 10 minutes; needs root)
+# Each run prints its tables and writes CSVs to out/validation-<network>/;
+# the exit status is 1 when any target is missed on either network.
+set -u
+cd "$(dirname "$0")/.."
+status=0
+for network in emulated kernel; do
+  echo "== validate on the ${network} network"
+  .venv/bin/python simulate.py validate --engine both --network "$network" \
+    --out "out/validation-$network" || status=1
+done
+exit "$status"
