@@ -1,5 +1,6 @@
 """`python -m launcher --socket PATH --root DIR --registry URL`: run the daemon
-in the foreground, like `dockerd`; SIGTERM or Ctrl-C stops it cleanly."""
+in the foreground, like `dockerd`; SIGTERM or Ctrl-C stops it cleanly.
+`python -m launcher check --root DIR [--repair]` verifies a store (``launcher.check_cmd``)."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +10,10 @@ from launcher.service import serve_foreground
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["check"]:
+        from launcher.check_cmd import main as check_main
+        return check_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m launcher", description=__doc__)
     parser.add_argument("--socket", required=True, help="unix socket to listen on")
     parser.add_argument("--root", required=True, help="directory for the store and containers")

@@ -50,6 +50,7 @@ class Daemon:
         self.puller = PullManager(self.store, self.phases, default_registry,
                                   max_concurrent_downloads, extract=extract)
         self.containers = ContainerManager(self.store, self.phases, self.events, self.cgroups)
+        self.containers.restore()  # after a crash: dockerd's restore() before serving
         self.default_registry = default_registry
         self.router = self._routes()
         self.server = None
