@@ -167,7 +167,8 @@ class Workload:
             return False
 
 
-WINDOWS_S = {"pull": 3.0, "run": 0.4, "remove": 0.4}
+WINDOWS_S = {"pull": 2.0, "run": 0.4, "remove": 0.3}  # about how long each takes
+OPERATIONS = ("pull", "pull", "run", "run", "remove")
 
 
 def test_sigkill_at_random_moments_then_restart_is_consistent(slow_crash_registry, daemon_on):
@@ -177,11 +178,11 @@ def test_sigkill_at_random_moments_then_restart_is_consistent(slow_crash_registr
     for ref in IMAGES[:1]:  # something to create containers from in the first rounds
         client.images.pull(ref)
     figures = {"kills": 0, "recovered": 0, "check clean": 0, "leftovers before restart": 0,
-               "containers marked exited": 0}
+               "containers marked exited": 0, "mid-download": 0, "mid-extract": 0}
     ops: dict[str, int] = {}
     began = time.monotonic()
     for round_ in range(KILLS):
-        op = rng.choice(("pull", "pull", "run", "remove")) if client.images.list() else "pull"
+        op = rng.choice(OPERATIONS) if client.images.list() else "pull"
         ops[op] = ops.get(op, 0) + 1
         work = Workload(client, rng)
         before = {c.id for c in client.containers.list()}  # running now
@@ -198,6 +199,9 @@ def test_sigkill_at_random_moments_then_restart_is_consistent(slow_crash_registr
         early = check_store(d.root, content=False).problems
         assert all(p.what == "tmp" for p in early), [p.line() for p in early]
         figures["leftovers before restart"] += bool(early)
+        in_flight = os.listdir(d.root / "tmp")
+        figures["mid-download"] += any(n.startswith("blob-") for n in in_flight)
+        figures["mid-extract"] += any(n.startswith("layer-") for n in in_flight)
 
         d.start()
         client = d.client()
@@ -217,6 +221,10 @@ def test_sigkill_at_random_moments_then_restart_is_consistent(slow_crash_registr
         assert len(overlay_mounts_under(d.root)) == len(created), recovered
         assert log_holders(d.root) == {}
         assert container_cgroups(list(states)) == []
+        present = [ref for ref in IMAGES if work._has(ref)]
+        if present:  # the next run works on whatever the crash left
+            out = client.containers.run(rng.choice(present), ["echo", str(round_)], remove=True)
+            assert out == f"{round_}\n".encode()
 
     # after the last restart: every image pulls, a container runs, and the layers
     # the pulls produced (fresh or kept) match their blobs and digests
@@ -231,10 +239,11 @@ def test_sigkill_at_random_moments_then_restart_is_consistent(slow_crash_registr
     elapsed = time.monotonic() - began
     print(f"\nkills {figures['kills']}, recovered {figures['recovered']}, "
           f"check clean {figures['check clean']} ({elapsed:.1f} s; operations {ops}; "
-          f"rounds with tmp leftovers before restart {figures['leftovers before restart']}; "
+          f"killed mid-download {figures['mid-download']}, mid-extract {figures['mid-extract']}; "
           f"containers reported exited (255) {figures['containers marked exited']})")
     assert figures["check clean"] == KILLS
     assert figures["recovered"] >= KILLS // 4  # most kills leave something to put right
+    assert figures["mid-extract"] > 0 and figures["containers marked exited"] > 0
 
 
 def _quietly(work) -> None:
