@@ -22,9 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-concurrent-downloads", type=int, default=3)
     parser.add_argument("--extract", choices=("serial", "parallel"), default="serial", help="layers bottom to top (Docker) or each as its bytes arrive")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--durable", action="store_true",
+                        help="fsync every blob, layer and record (and its directory) before and "
+                             "after it takes its name, so the store survives a power loss too")
     args = parser.parse_args(argv)
     return serve_foreground(args.socket, args.root, args.registry,
-                            args.max_concurrent_downloads, args.log_level, extract=args.extract)
+                            args.max_concurrent_downloads, args.log_level, extract=args.extract,
+                            durable=args.durable)
 
 
 if __name__ == "__main__":

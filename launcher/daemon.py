@@ -40,10 +40,10 @@ ROOTLESS_REASON = "rootless mode: no cgroups without root privileges"
 
 class Daemon:
     def __init__(self, root: Path, default_registry: str, max_concurrent_downloads: int = 3,
-                 rootless: bool = False, extract: str = "serial"):
+                 rootless: bool = False, extract: str = "serial", durable: bool = False):
         self.root = Path(root)
         self.rootless = rootless
-        self.store = Store(self.root)
+        self.store = Store(self.root, durable=durable)
         self.phases = PhaseLog()
         self.events = EventLog()
         self.cgroups = CgroupManager(ROOTLESS_REASON if rootless else "")

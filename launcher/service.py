@@ -40,7 +40,7 @@ def enter_user_namespace() -> None:
 
 def serve_foreground(socket_path: str, root: str, registry: str,
                      max_concurrent_downloads: int = 3, log_level: str = "INFO",
-                     extract: str = "serial") -> int:
+                     extract: str = "serial", durable: bool = False) -> int:
     """Run the daemon until SIGTERM/SIGINT; the exit status."""
     from launcher.http import socket_in_use
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
@@ -65,7 +65,8 @@ def serve_foreground(socket_path: str, root: str, registry: str,
     if try_lock(Path(root)) is None:  # held (the fd stays open) until the process ends
         print(f"docksim daemon: {root} is in use by another daemon", file=sys.stderr)
         return 2
-    daemon = Daemon(root, registry, max_concurrent_downloads, rootless=rootless, extract=extract)
+    daemon = Daemon(root, registry, max_concurrent_downloads, rootless=rootless, extract=extract,
+                    durable=durable)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: daemon.shutdown())
     try:

@@ -43,8 +43,9 @@ LONG_RUN = ["sleep", "300"]
 class RestartableDaemon:
     """One `python -m launcher` on a fixed root that can be killed and started again."""
 
-    def __init__(self, registry_url: str, work: Path):
+    def __init__(self, registry_url: str, work: Path, *flags: str):
         self.registry_url = registry_url
+        self.flags = list(flags)
         self.work = work
         self.root = work / "root"
         self.socket = work / "d.sock"
@@ -54,7 +55,7 @@ class RestartableDaemon:
 
     def start(self) -> None:
         argv = [sys.executable, "-m", "launcher", "--socket", str(self.socket),
-                "--root", str(self.root), "--registry", self.registry_url]
+                "--root", str(self.root), "--registry", self.registry_url, *self.flags]
         self.mark = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
@@ -97,8 +98,8 @@ def daemon_on(tmp_path):
     after which nothing may stay mounted below its root."""
     made: list[RestartableDaemon] = []
 
-    def make(registry_url: str) -> RestartableDaemon:
-        d = RestartableDaemon(registry_url, tmp_path / f"d{len(made)}")
+    def make(registry_url: str, *flags: str) -> RestartableDaemon:
+        d = RestartableDaemon(registry_url, tmp_path / f"d{len(made)}", *flags)
         d.work.mkdir()
         made.append(d)
         d.start()
@@ -261,3 +262,49 @@ def slow_crash_registry(built):
         yield server
     finally:
         server.stop()
+
+
+# --- each container state, one crash --------------------------------------------------
+
+def test_restart_after_a_crash_puts_every_container_state_right(registry, daemon_on):
+    """One kill with a container in each state dockerd's restore() distinguishes."""
+    import json
+    d = daemon_on(registry.url)
+    client = d.client()
+    client.images.pull(BETA)
+    running = client.containers.run(BETA, LONG_RUN, detach=True, mem_limit="32m")
+    auto = client.containers.run(BETA, LONG_RUN, detach=True, auto_remove=True)
+    cut_start = client.containers.run(BETA, LONG_RUN, detach=True)
+    created = client.containers.create(BETA, ["sh", "-c", "echo late start"])
+    done = client.containers.run(BETA, ["sh", "-c", "exit 3"], detach=True)
+    assert done.wait()["StatusCode"] == 3
+    assert container_cgroups([running.id]) != []  # the limit made one
+    d.kill()
+    assert len(log_holders(d.root)) == 3  # the containers outlive the daemon, like shims
+    # a start cut short after the fork: the record was not updated yet
+    record_path = d.root / "containers" / cut_start.id / "config.v2.json"
+    record = json.loads(record_path.read_text())
+    record_path.write_text(json.dumps({**record, "status": "created", "pid": 0}))
+    # a create cut short before its record was written
+    (d.root / "containers" / ("f" * 64) / "rootfs").mkdir(parents=True)
+
+    d.start()
+    client = d.client()
+    recovered = d.log_since()
+    states = {c.id: (c.status, c.attrs["State"]["ExitCode"]) for c in client.containers.list(all=True)}
+    assert states == {running.id: ("exited", 255), cut_start.id: ("exited", 255),
+                      created.id: ("created", 0), done.id: ("exited", 3)}, recovered
+    assert not (d.root / "containers" / ("f" * 64)).exists()
+    assert log_holders(d.root) == {}
+    assert container_cgroups([running.id, auto.id, cut_start.id]) == []
+    assert overlay_mounts_under(d.root) == [str((d.root / "containers" / created.id / "rootfs").resolve())]
+    assert "recovery: container %s was running: marked exited (255)" % running.id[:12] in recovered
+    assert "recovery: container %s was running: removed (AutoRemove)" % auto.id[:12] in recovered
+    # the created container still starts; the exited ones stay exited and go away cleanly
+    created.start()
+    assert created.wait()["StatusCode"] == 0
+    assert created.logs() == b"late start\n"
+    for c in client.containers.list(all=True):
+        c.remove(force=True)
+    assert overlay_mounts_under(d.root) == []
+    assert store_problems(d.root) == []

@@ -88,7 +88,7 @@ def test_a_flipped_byte_in_a_blob_is_found_and_repair_makes_the_next_pull_refetc
 
 def test_half_extracted_layers_and_partial_downloads_are_found_and_repaired(
         registry, daemon_on, built):
-    d = daemon_on(registry.url)
+    d = daemon_on(registry.url, "--durable")  # fsync'd writes give the same store
     client = d.client()
     for ref in (ALPHA, BETA, GAMMA):
         client.images.pull(ref)
