@@ -150,53 +150,65 @@ def _remove_cgroup(cgroups: CgroupManager, container_id: str) -> bool:
 def restore_containers(store: Store, cgroups: CgroupManager,
                        save: Callable[[Container], None]) -> list[Container]:
     """Every container of the store, made consistent as the module docstring says;
-    ``save`` writes a changed record.  Logs one line per container it changed."""
+    ``save`` writes a changed record.  Logs one line per container it changed; a
+    container dir it cannot put right is logged and left alone, so that one bad
+    dir does not keep the daemon from starting."""
     top = store.root / "containers"
     dirs = sorted(p for p in top.iterdir() if p.is_dir())
     holders = open_file_holders({os.fspath(d / "container.log") for d in dirs})
     restored: list[Container] = []
-    figures = {"killed": 0, "unmounted": 0, "cgroups": 0, "exited": 0, "removed": 0}
+    figures = {"killed": 0, "unmounted": 0, "cgroups": 0, "removed": 0}
     for directory in dirs:
         waiters = holders.get(os.fspath(directory / "container.log"), set())
-        if waiters:
-            figures["killed"] += kill_and_wait(waiters | children_of(waiters))
         try:
-            container = read_record(directory)
-        except RecordError as exc:
-            figures["unmounted"] += unmount_all(directory)
-            figures["cgroups"] += _remove_cgroup(cgroups, directory.name)
-            _delete(store, directory.name)
-            figures["removed"] += 1
-            log.info("recovery: removed container dir %s: %s", directory.name[:12], exc)
+            container = _restore_one(store, cgroups, save, directory, waiters, figures)
+        except Exception:
+            log.exception("recovery: container dir %s left as it is", directory.name[:12])
             continue
-        was = container.status
-        if was == "running" or waiters:
-            container.status, container.exit_code = "exited", LOST_EXIT_CODE
-            container.finished_s = time.time()
-            container.error = "the daemon stopped while the container ran"
-            container.exited.set()
-            figures["exited"] += 1
-        if container.status == "created":
-            _remount(store, container)
-        else:
-            figures["unmounted"] += unmount_all(directory)
-        figures["cgroups"] += _remove_cgroup(cgroups, container.id)
-        if container.status != was:
-            if container.host_config.get("AutoRemove"):
-                _delete(store, container.id)
-                figures["removed"] += 1
-                log.info("recovery: container %s was %s: removed (AutoRemove)",
-                         container.id[:12], was)
-                continue
-            save(container)
-            log.info("recovery: container %s was %s: marked exited (%d)",
-                     container.id[:12], was, LOST_EXIT_CODE)
-        restored.append(container)
+        if container is not None:
+            restored.append(container)
     if any(figures.values()):
         log.info("recovery: %d containers kept; killed %d processes, unmounted %d overlays, "
                  "removed %d cgroups and %d containers", len(restored), figures["killed"],
                  figures["unmounted"], figures["cgroups"], figures["removed"])
     return restored
+
+
+def _restore_one(store: Store, cgroups: CgroupManager, save: Callable[[Container], None],
+                 directory: Path, waiters: set[int], figures: dict[str, int]) -> Container | None:
+    """One container dir put right; the container to keep, or None if it was removed."""
+    if waiters:
+        figures["killed"] += kill_and_wait(waiters | children_of(waiters))
+    try:
+        container = read_record(directory)
+    except RecordError as exc:
+        figures["unmounted"] += unmount_all(directory)
+        figures["cgroups"] += _remove_cgroup(cgroups, directory.name)
+        _delete(store, directory.name)
+        figures["removed"] += 1
+        log.info("recovery: removed container dir %s: %s", directory.name[:12], exc)
+        return None
+    was = container.status
+    if was == "running" or waiters:
+        container.status, container.exit_code = "exited", LOST_EXIT_CODE
+        container.finished_s = time.time()
+        container.error = "the daemon stopped while the container ran"
+        container.exited.set()
+    if container.status == "created":
+        _remount(store, container)
+    else:
+        figures["unmounted"] += unmount_all(directory)
+    figures["cgroups"] += _remove_cgroup(cgroups, container.id)
+    if container.status == "exited" and container.host_config.get("AutoRemove"):
+        _delete(store, container.id)  # its removal was due, or under way, at the crash
+        figures["removed"] += 1
+        log.info("recovery: container %s was %s: removed (AutoRemove)", container.id[:12], was)
+        return None
+    if container.status != was:
+        save(container)
+        log.info("recovery: container %s was %s: marked exited (%d)",
+                 container.id[:12], was, LOST_EXIT_CODE)
+    return container
 
 
 def _remount(store: Store, container: Container) -> None:

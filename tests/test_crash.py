@@ -287,6 +287,7 @@ def test_restart_after_a_crash_puts_every_container_state_right(registry, daemon
     record_path.write_text(json.dumps({**record, "status": "created", "pid": 0}))
     # a create cut short before its record was written
     (d.root / "containers" / ("f" * 64) / "rootfs").mkdir(parents=True)
+    (d.root / "containers" / "not a container").mkdir()  # must not keep the daemon down
 
     d.start()
     client = d.client()
@@ -300,6 +301,7 @@ def test_restart_after_a_crash_puts_every_container_state_right(registry, daemon
     assert overlay_mounts_under(d.root) == [str((d.root / "containers" / created.id / "rootfs").resolve())]
     assert "recovery: container %s was running: marked exited (255)" % running.id[:12] in recovered
     assert "recovery: container %s was running: removed (AutoRemove)" % auto.id[:12] in recovered
+    assert "recovery: container dir not a contai left as it is" in recovered
     # the created container still starts; the exited ones stay exited and go away cleanly
     created.start()
     assert created.wait()["StatusCode"] == 0
