@@ -8,7 +8,9 @@ exec'd, the daemon watches for its exit (the `run` phase), deletes the cgroup
 then (as containerd deletes the task) after reading whether the OOM killer struck,
 and `remove` unmounts and deletes the writable layer and the logs.  Each step is
 recorded as a phase under the client's request tag and published as a Docker
-event (create, start, kill, oom, die, stop, destroy).
+event (create, start, kill, oom, die, stop, destroy).  Every change of state is
+written to the container's record (``launcher.container_records``), which a
+daemon restarted after a crash reads back (``launcher.recovery``).
 """
 from __future__ import annotations
 
@@ -23,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from launcher import runtime
-from launcher.container_records import to_record
 from launcher.cgroups import Cgroup, CgroupError, CgroupManager, Limits
+from launcher.container_records import to_record
 from launcher.events import EventLog
 from launcher.http import ApiError
 from launcher.phases import PhaseLog

@@ -80,11 +80,11 @@ class Store:
         self._containers = self.root / "containers"
         # what a crashed daemon left in flight: never used, since nothing in tmp
         # has a final name; removed before anything else can look at it
-        self.recovered_tmp = sorted(os.listdir(self._tmp)) if self._tmp.is_dir() else []
+        leftovers = sorted(os.listdir(self._tmp)) if self._tmp.is_dir() else []
         shutil.rmtree(self._tmp, ignore_errors=True)
-        if self.recovered_tmp:
+        if leftovers:
             log.info("recovery: removed %d leftovers of an interrupted daemon from %s: %s",
-                     len(self.recovered_tmp), self._tmp, ", ".join(self.recovered_tmp[:8]))
+                     len(leftovers), self._tmp, ", ".join(leftovers[:8]))
         for d in (self._tmp, self._blobs, self._layers, images, self._containers):
             d.mkdir(parents=True, exist_ok=True)
         self._images = ImageRecords(images, self._tmp, durable)
