@@ -135,7 +135,10 @@ class _Checker:
                 self.problem(f"blob {path.name}", "not a blob (a stray entry)",
                              lambda path=path: self._discard(path))
                 continue
-            actual = _sha256_file(path)
+            try:
+                actual = _sha256_file(path)
+            except OSError as exc:  # e.g. EIO from a failing disk
+                actual = f"unknown ({exc.strerror})"
             if actual != digest:
                 self.problem(f"blob {digest}", f"corrupt: its content has digest {actual}",
                              lambda path=path: self._discard(path))
