@@ -177,9 +177,12 @@ class _Checker:
         if blob not in self.good_blobs:
             return f"its blob {blob} is missing or corrupt"
         if self.content:
-            faults = verify_layer(home / "diff", self.root / "blobs/sha256" / blob[7:],
-                                  str(meta.get("media_type", "")), diff_id,
-                                  self.tmp if self.tmp.is_dir() else None)
+            try:
+                faults = verify_layer(home / "diff", self.root / "blobs/sha256" / blob[7:],
+                                      str(meta.get("media_type", "")), diff_id,
+                                      self.tmp if self.tmp.is_dir() else None)
+            except OSError as exc:
+                faults = [f"unreadable: {exc}"]
             if faults:
                 return "; ".join(faults)
         return ""
