@@ -4,7 +4,7 @@
   python simulate.py run SCENARIO --out DIR       the SimPy model's prediction
   python simulate.py measure SCENARIO --out DIR   the same scenario on a real engine (root)
   python simulate.py compare SCENARIO --out DIR   both, side by side, with an error table
-  python simulate.py calibrate | validate | sweep | chart | daemon | registry   (see --help)
+  python simulate.py calibrate | validate | sweep | chart | daemon | check | registry   (see --help)
 
 Bad input gets one line on stderr naming the file and key, and exit status 2.
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 # Order is the order of `simulate.py --help`.
-MODULES = ("cli.experiment", "cli.library", "cli.calibration", "cli.validate", "cli.sweep", "cli.chart", "cli.engine", "cli.registry_cmd")
+MODULES = ("cli.experiment", "cli.library", "cli.calibration", "cli.validate", "cli.sweep", "cli.chart", "cli.engine", "cli.check", "cli.registry_cmd")
 
 
 def command_modules():

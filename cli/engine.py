@@ -21,7 +21,8 @@ def cmd_daemon(args, console) -> int:
     argv = [sys.executable, "-m", "launcher", "--socket", args.socket, "--root", args.root,
             "--registry", args.registry,
             "--max-concurrent-downloads", str(args.max_concurrent_downloads),
-            "--extract", args.extract, "--log-level", args.log_level]
+            "--extract", args.extract, "--log-level", args.log_level] + (
+                ["--durable"] if args.durable else [])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT), env.get("PYTHONPATH")]))
     sys.stdout.flush()
@@ -41,4 +42,6 @@ def register(sub) -> None:
     p.add_argument("--extract", choices=("serial", "parallel"), default="serial",
                    help="layers bottom to top (Docker) or each as its bytes arrive")
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--durable", action="store_true",
+                   help="fsync the store's writes, so it survives a power loss too")
     p.set_defaults(func=cmd_daemon)

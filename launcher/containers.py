@@ -8,7 +8,9 @@ until it has exec'd, the daemon watches for its exit (the `run` phase), deletes 
 then (as containerd deletes the task) after reading whether the OOM killer struck,
 and `remove` unmounts and deletes the writable layer and the logs.  Each step is
 recorded as a phase under the client's request tag and published as a Docker
-event (create, start, kill, oom, die, stop, destroy).
+event (create, start, kill, oom, die, stop, destroy).  Every change of state is
+written to the container's record (``launcher.container_records``), which a
+daemon restarted after a crash reads back (``launcher.recovery``).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from launcher import capabilities, runtime
 from launcher.cgroups import Cgroup, CgroupError, CgroupManager, Limits
+from launcher.container_records import to_record
 from launcher.events import EventLog
 from launcher.http import ApiError
 from launcher.phases import PhaseLog
@@ -182,6 +185,7 @@ class ContainerManager:
         lowers = [self.store.layer_dir(d) for d in image["diff_ids"]]
         try:
             runtime.mount_rootfs(lowers, container.dir)
+            self.store.save_container_record(cid, to_record(container))  # now it exists
             with self._lock:
                 self._check_name_free(name)  # again: another create may have taken it
                 self._containers[cid] = container
@@ -217,6 +221,7 @@ class ContainerManager:
             self._drop_cgroup(container)
             container.status, container.exit_code = "exited", exc.exit_code or 127
             container.error = str(exc)
+            self._save(container)
             container.exited.set()
             if container.host_config.get("AutoRemove"):  # dockerd removes it too
                 self.remove(container, force=True, tag=tag)
@@ -226,6 +231,7 @@ class ContainerManager:
             raise
         container.process, container.status = proc, "running"
         container.started_s = time.time()
+        self._save(container)
         self.phases.record(tag, "start", began, proc.exec_monotonic)
         self.events.publish("container", "start", container.id, **container.attributes())
         threading.Thread(target=self._watch, args=(container, tag), daemon=True,
@@ -239,6 +245,7 @@ class ContainerManager:
         self._drop_cgroup(container)
         container.exit_code, container.status = code, "exited"
         container.finished_s = time.time()
+        self._save(container)  # before `exited`: a waiting `docker rm` deletes the dir next
         if container.oom_killed:
             self.events.publish("container", "oom", container.id, **container.attributes())
         self.events.publish("container", "die", container.id, exitCode=str(code),
@@ -246,6 +253,22 @@ class ContainerManager:
         container.exited.set()
         if container.host_config.get("AutoRemove"):
             self.remove(container, force=True, tag=tag)
+
+    def _save(self, container: Container) -> None:
+        """Rewrite the container's record after a change of state; a failure is
+        logged, not raised: the container itself is fine, only a restarted daemon
+        would see its previous state."""
+        try:
+            self.store.save_container_record(container.id, to_record(container))
+        except OSError:
+            log.exception("container %s: cannot save its record", container.id[:12])
+
+    def restore(self) -> None:
+        """Take over the containers a previous daemon left (``launcher.recovery``)."""
+        from launcher.recovery import restore_containers  # it imports this module
+        restored = restore_containers(self.store, self.cgroups, self._save)
+        with self._lock:
+            self._containers.update((c.id, c) for c in restored)
 
     def _drop_cgroup(self, container: Container) -> None:
         if container.cgroup is not None:

@@ -40,16 +40,17 @@ ROOTLESS_REASON = "rootless mode: no cgroups without root privileges"
 
 class Daemon:
     def __init__(self, root: Path, default_registry: str, max_concurrent_downloads: int = 3,
-                 rootless: bool = False, extract: str = "serial"):
+                 rootless: bool = False, extract: str = "serial", durable: bool = False):
         self.root = Path(root)
         self.rootless = rootless
-        self.store = Store(self.root)
+        self.store = Store(self.root, durable=durable)
         self.phases = PhaseLog()
         self.events = EventLog()
         self.cgroups = CgroupManager(ROOTLESS_REASON if rootless else "")
         self.puller = PullManager(self.store, self.phases, default_registry,
                                   max_concurrent_downloads, extract=extract)
         self.containers = ContainerManager(self.store, self.phases, self.events, self.cgroups)
+        self.containers.restore()  # after a crash: dockerd's restore() before serving
         self.default_registry = default_registry
         self.router = self._routes()
         self.server = None

@@ -270,6 +270,13 @@ class PullManager:
         job.downloaded.set()
         job.spool.finish()
 
+    def _keep_blob(self, job: _LayerJob) -> None:
+        """Once the blob's digest is verified, commit it to the store: before the
+        layer takes its name, so that a registered layer always has its blob."""
+        job.spool.wait_done()
+        if not self.store.has_blob(job.desc.digest):
+            self.store.commit_blob(job.spool.path, job.desc.digest)
+
     def _extract(self, job: _LayerJob, tag: str, progress: Progress) -> None:
         """Unpack and register one layer while (or after) its bytes arrive."""
         began: float | None = None
@@ -291,7 +298,8 @@ class PullManager:
 
         try:
             written = self.store.register_layer_from(read, job.desc.diff_id, job.desc.media_type,
-                                                     before_commit=job.spool.wait_done)
+                                                     before_commit=lambda: self._keep_blob(job),
+                                                     blob_digest=job.desc.digest)
         except LayerError as exc:
             if job.spool.written >= job.desc.size:
                 # every byte is in and the digest's verdict is moments away: a blob
@@ -301,7 +309,7 @@ class PullManager:
         if throttle.last is None:  # everything was read before the download was complete
             progress({"status": "Extracting", "id": job.id,
                       "progressDetail": {"current": consumed, "total": size}})
-        self.store.commit_blob(job.spool.path, job.desc.digest)
+        self._keep_blob(job)  # if another pull registered the layer meanwhile
         self.phases.record(tag, "extract", began if began is not None else time.monotonic(),
                            layer=job.id, nbytes=written)
         job.registered.set_result(True)

@@ -40,7 +40,7 @@ def enter_user_namespace() -> None:
 
 def serve_foreground(socket_path: str, root: str, registry: str,
                      max_concurrent_downloads: int = 3, log_level: str = "INFO",
-                     extract: str = "serial") -> int:
+                     extract: str = "serial", durable: bool = False) -> int:
     """Run the daemon until SIGTERM/SIGINT; the exit status."""
     from launcher.http import socket_in_use
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
@@ -60,8 +60,13 @@ def serve_foreground(socket_path: str, root: str, registry: str,
         log.warning("rootless mode: running as uid %d in a user namespace; no cgroups, so "
                     "--memory, --pids-limit and --cpus are ignored", uid)
     from launcher.daemon import Daemon  # imported late: nothing may run before the unshare
+    from launcher.storefiles import try_lock
     Path(root).mkdir(parents=True, exist_ok=True)
-    daemon = Daemon(root, registry, max_concurrent_downloads, rootless=rootless, extract=extract)
+    if try_lock(Path(root)) is None:  # held (the fd stays open) until the process ends
+        print(f"docksim daemon: {root} is in use by another daemon", file=sys.stderr)
+        return 2
+    daemon = Daemon(root, registry, max_concurrent_downloads, rootless=rootless, extract=extract,
+                    durable=durable)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: daemon.shutdown())
     try:

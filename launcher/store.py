@@ -11,11 +11,14 @@ lays out ``/var/lib/docker``:
     root/images/                     image records and tags (``launcher.images``)
     root/containers/<id>/            per-container state (upper/work/rootfs)
     root/tmp/                        everything in flight; emptied when a Store opens,
-                                     like dockerd's ``tmp`` at start-up
+                                     like dockerd's ``tmp`` at start-up (partial
+                                     downloads, half-extracted layers, half-deleted dirs)
 
 Anything reaches its final name only by an atomic ``rename`` from ``root/tmp``, so a
 crash never leaves a half-written blob, layer or record under its final name (the
-rules are in ``launcher.storefiles``).  All public methods are safe to call from
+rules are in ``launcher.storefiles``); a layer's blob is committed before the
+layer, so a registered layer always has its verified blob to be checked against
+(``launcher.storecheck``).  All public methods are safe to call from
 several threads.
 """
 from __future__ import annotations
@@ -34,13 +37,14 @@ from launcher import linux
 from launcher.decompress import BrokenData, TarStream
 from launcher.images import ImageRecords, normalize_ref
 from launcher.manifest import layer_compression
-from launcher.storefiles import digest_hex, fsync_path, write_json
+from launcher.storefiles import digest_hex, fsync_dir, fsync_path, write_json
 from launcher.unpack import LayerError, unpack_layer
 
 __all__ = ["LayerError", "Store", "normalize_ref"]
 
 log = logging.getLogger(__name__)
 
+CONTAINER_RECORD = "config.v2.json"  # a container's record, as dockerd names it
 _CONTAINER_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _READ_CHUNK_BYTES = 1 << 20
 
@@ -74,7 +78,13 @@ class Store:
         self._layers = self.root / "layers" / "sha256"
         images = self.root / "images"
         self._containers = self.root / "containers"
-        shutil.rmtree(self._tmp, ignore_errors=True)  # leftovers of a crashed daemon
+        # what a crashed daemon left in flight: never used, since nothing in tmp
+        # has a final name; removed before anything else can look at it
+        leftovers = sorted(os.listdir(self._tmp)) if self._tmp.is_dir() else []
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        if leftovers:
+            log.info("recovery: removed %d leftovers of an interrupted daemon from %s: %s",
+                     len(leftovers), self._tmp, ", ".join(leftovers[:8]))
         for d in (self._tmp, self._blobs, self._layers, images, self._containers):
             d.mkdir(parents=True, exist_ok=True)
         self._images = ImageRecords(images, self._tmp, durable)
@@ -116,6 +126,8 @@ class Store:
         if self.durable:
             fsync_path(temp)
         os.replace(temp, final)
+        if self.durable:
+            fsync_dir(self._blobs)
         return final
 
     def put_blob(self, data: bytes, digest: str) -> Path:
@@ -165,7 +177,8 @@ class Store:
             return self.register_layer_from(blob.read, diff_id, media_type)
 
     def register_layer_from(self, read: Callable[[int], bytes], diff_id: str, media_type: str,
-                            before_commit: Callable[[], None] | None = None) -> int:
+                            before_commit: Callable[[], None] | None = None,
+                            blob_digest: str | None = None) -> int:
         """``register_layer`` for a blob that is still arriving: ``read(n)`` returns
         its next bytes (b"" at the end) as the pull's network spool does.
 
@@ -173,7 +186,8 @@ class Store:
         its name: the puller waits there for the blob's own digest, so a layer
         whose bytes turn out wrong is never registered.  Whatever ``read`` or
         ``before_commit`` raise (other than OSError/ValueError) reaches the caller
-        unchanged, after the half-unpacked layer was removed.
+        unchanged, after the half-unpacked layer was removed.  ``blob_digest``, the
+        compressed blob's digest, is recorded in ``meta.json`` for ``check``.
         """
         home = self._layer_home(diff_id)
         with self._key_lock("layer:" + diff_id):
@@ -184,10 +198,13 @@ class Store:
                 size = self._unpack_verified(read, diff_id, media_type, work)
                 if before_commit is not None:
                     before_commit()
-                write_json(self._tmp, work / "meta.json",
-                           {"diff_id": diff_id, "size": size, "media_type": media_type},
-                           self.durable)
-                os.rename(work, home)
+                meta = {"diff_id": diff_id, "size": size, "media_type": media_type}
+                if blob_digest is not None:
+                    meta["blob"] = blob_digest
+                write_json(self._tmp, work / "meta.json", meta, self.durable)
+                os.rename(work, home)  # the commit: a layer dir is whole or absent
+                if self.durable:
+                    fsync_dir(self._layers)
             except LayerError:
                 shutil.rmtree(work, ignore_errors=True)
                 raise
@@ -281,6 +298,14 @@ class Store:
         path.mkdir(exist_ok=True)
         return path
 
+    def save_container_record(self, container_id: str, record: dict) -> None:
+        """Write ``containers/<id>/config.v2.json`` atomically: dockerd rewrites its
+        container's record at every change of state, for a restarted daemon."""
+        if not _CONTAINER_ID_RE.fullmatch(container_id):
+            raise ValueError(f"invalid container id {container_id!r}")
+        write_json(self._tmp, self._containers / container_id / CONTAINER_RECORD, record,
+                   self.durable)
+
     def remove_container_dir(self, container_id: str) -> None:
         """Delete a container's directory; refused while anything is mounted in it
         (deleting through a mounted rootfs would delete image content)."""
@@ -291,4 +316,8 @@ class Store:
         if busy:
             raise OSError(16, f"container dir still has mounts: {busy}")
         if path.exists():
-            shutil.rmtree(path)
+            # vanish atomically, then delete: a crash mid-delete leaves its rest in
+            # tmp (emptied at the next start), never a half-deleted container dir
+            doomed = Path(tempfile.mkdtemp(dir=self._tmp, prefix="rm-"))
+            os.rename(path, doomed / "container")
+            shutil.rmtree(doomed)
