@@ -80,6 +80,19 @@ class Request:
         except OSError:
             return True
 
+    def client_hung_up(self) -> bool:
+        """True once the client has closed its connection entirely.  Unlike
+        ``client_gone``, a client that only shut down its sending half is still
+        there: the docker CLI does that on an attach connection when it has no
+        stdin to send, and goes on reading the output."""
+        try:
+            poller = select.poll()
+            poller.register(self.handler.connection, 0)  # POLLHUP and POLLERR come anyway
+            return any(events & (select.POLLHUP | select.POLLERR | select.POLLNVAL)
+                       for _, events in poller.poll(0))
+        except (OSError, ValueError):
+            return True
+
     def start_stream(self, content_type: str) -> "Stream":
         """Begin a streamed answer (status 200, chunked); the transport ends it
         with the last chunk when the handler returns."""
@@ -259,6 +272,10 @@ class ApiHandler(BaseHTTPRequestHandler):
 class UnixApiServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     allow_reuse_address = False
+    # socketserver's default backlog is 5: the 6th of many clients connecting at
+    # once gets EAGAIN from connect() on a unix socket.  dockerd's Go listener
+    # asks for the kernel's maximum, and so does docksim.
+    request_queue_size = socket.SOMAXCONN
 
     def server_bind(self) -> None:
         socketserver.UnixStreamServer.server_bind(self)
