@@ -76,7 +76,8 @@ def soak_daemon(work: Path, registry_url: str, log_level: str = "WARNING") -> It
         deadline = time.monotonic() + START_TIMEOUT_S
         while not daemon.socket.exists():
             if daemon.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the daemon did not start: {daemon.log.read_text(errors='replace')[-2000:]}")
+                tail = daemon.log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"the daemon did not start: {tail}")
             time.sleep(0.02)
         yield daemon
     finally:
@@ -106,6 +107,7 @@ class SoakReport:
     samples: list[Sample] = field(default_factory=list)  # during the sequential runs
     events: dict[str, int] = field(default_factory=dict)  # action -> containers
     event_problems: list[str] = field(default_factory=list)
+    containers: frozenset[str] = frozenset()  # ids of every container created
 
     @property
     def runs(self) -> list[RunResult]:
@@ -194,11 +196,12 @@ def soak(daemon: SoakDaemon, image: str, sequential_n: int, concurrent_n: int,
         samples.append(Sample(sequential_n + concurrent_n, after.rss_kb, after.threads, len(after.fds)))
         events = {a: len(tally.with_action(a)) for a in ("create", "start", "die", "destroy")}
         problems = _event_problems(tally, total)
+        created = frozenset(tally.with_action("create"))
     finally:
         tally.close()
         watcher.close()
     return SoakReport(seq_runs, conc_runs, warmup, warmup_s, sequential_s, concurrent_s, start, before, after,
-                      leaked, samples, events, problems)
+                      leaked, samples, events, event_problems=problems, containers=created)
 
 
 def _event_problems(tally: EventTally, total: int) -> list[str]:
