@@ -6,8 +6,9 @@
 One small busybox image is built and served by docksim's registry on 127.0.0.1;
 a fresh daemon (`python -m launcher`) pulls it, runs a warm-up (``--warmup``
 sequential runs and one burst of ``--concurrent``), and then the soak proper
-through the Docker SDK (harness.soak: half the runs as the SDK's `run(remove=True)`,
-half as the docker CLI's `run --rm` with AutoRemove, half of each with a memory
+(harness.soak_runs: in turn the Docker SDK's `run(remove=True)`, the docker
+CLI's calls for `run --rm` (AutoRemove) made with the SDK, and the docker CLI
+itself unless ``--no-docker-cli`` or not installed; half of each with a memory
 and pids limit).  Afterwards the daemon's census (harness.census) must equal the
 one taken before the first run: open fds, threads, child processes, zombies,
 mounts below its root, container cgroups, namespaces, scratch files.  Its RSS
@@ -104,6 +105,8 @@ def main() -> int:
                         help="the most the RSS may grow after the warm-up")
     parser.add_argument("--slope-bound-kb", type=float, default=SLOPE_BOUND_KB,
                         help="the most the RSS may grow per run over the second half")
+    parser.add_argument("--no-docker-cli", action="store_true",
+                        help="only the Docker SDK as client, not the docker CLI too")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = parser.parse_args()
     if min(args.sequential, args.concurrent, args.warmup) < 1:
@@ -119,7 +122,7 @@ def main() -> int:
                 soak_daemon(work / "daemon", registry.url) as daemon:
             began = time.monotonic()
             report = soak(daemon, IMAGE, args.sequential, args.concurrent, args.warmup,
-                          progress=lambda text: print(f"  {text}", file=sys.stderr, flush=True))
+                          docker_cli=not args.no_docker_cli, progress=lambda text: print(f"  {text}", file=sys.stderr, flush=True))
             total_s = time.monotonic() - began
     except RuntimeError as exc:  # the daemon did not start
         print(f"soak: {exc}", file=sys.stderr)
@@ -132,7 +135,8 @@ def main() -> int:
     version = CgroupManager().version
     print(f"soak of docksim's daemon: {args.sequential} sequential + {args.concurrent} "
           f"concurrent `run --rm` after a warm-up of {args.warmup} + {args.concurrent}, "
-          f"{total_s:.0f} s in all (with the settling); cgroups {f'v{version}' if version else 'none'}")
+          f"{total_s:.0f} s in all (with the settling); clients: {', '.join(report.styles)}; "
+          f"cgroups {f'v{version}' if version else 'none'}")
     reasons = print_report(report, version is not None, args.rss_bound_mb, args.slope_bound_kb)
     if daemon.proc.returncode != 0:
         reasons.append(f"the daemon exited with status {daemon.proc.returncode} on SIGTERM")

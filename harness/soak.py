@@ -28,7 +28,8 @@ import docker
 
 from harness import census
 from harness.procs import stop_process
-from harness.soak_runs import API_VERSION, CLIENT_TIMEOUT_S, EventTally, RunResult, concurrent, sequential
+from harness.soak_runs import (API_VERSION, CLIENT_TIMEOUT_S, EventTally, RunResult, Target,
+                               concurrent, find_docker_cli, sequential)
 
 PROJECT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 20
@@ -108,6 +109,7 @@ class SoakReport:
     events: dict[str, int] = field(default_factory=dict)  # action -> containers
     event_problems: list[str] = field(default_factory=list)
     containers: frozenset[str] = frozenset()  # ids of every container created
+    styles: tuple[str, ...] = ()              # how the runs were made (harness.soak_runs)
 
     @property
     def runs(self) -> list[RunResult]:
@@ -141,22 +143,15 @@ def rss_slope_kb_per_run(samples: list[Sample]) -> float:
     return sum((s.done - mx) * (s.rss_kb - my) for s in samples) / sxx if sxx else 0.0
 
 
-def _run_sequential(daemon: SoakDaemon, image: str, first: int, count: int,
-                    after_each: Callable[[RunResult], None] = lambda r: None) -> list[RunResult]:
-    """Sequential runs on a client of their own, closed afterwards: its kept-alive
-    connections (one daemon thread each) are not left to the census."""
-    client = daemon.client()
-    try:
-        return sequential(client, image, first, count, after_each)
-    finally:
-        client.close()
-
-
 def soak(daemon: SoakDaemon, image: str, sequential_n: int, concurrent_n: int,
-         warmup_n: int, sample_every: int = 10,
+         warmup_n: int, sample_every: int = 10, docker_cli: bool = True,
          progress: Callable[[str], None] = lambda text: None) -> SoakReport:
     """Warm up, settle, ``sequential_n`` + ``concurrent_n`` runs, settle; the
-    censuses are taken with no client connected but the events follower."""
+    censuses are taken with no client connected but the events follower.
+    With ``docker_cli`` (and the CLI installed) a third of the runs are the
+    real `docker run --rm`."""
+    cli = find_docker_cli() if docker_cli else None
+    target = Target(daemon.socket, image, cli, daemon.socket.parent / "docker-config")
     puller = daemon.client()
     try:
         puller.images.pull(image)
@@ -168,8 +163,8 @@ def soak(daemon: SoakDaemon, image: str, sequential_n: int, concurrent_n: int,
         start = census.quiet(daemon.census)  # the puller's connection thread has ended
         progress(f"warm-up: {warmup_n} sequential, {concurrent_n} concurrent")
         began = time.monotonic()
-        warmup = _run_sequential(daemon, image, 0, warmup_n)
-        warmup += concurrent(daemon.client, image, warmup_n, concurrent_n)
+        warmup = sequential(target, 0, warmup_n)
+        warmup += concurrent(target, warmup_n, concurrent_n)
         warmup_s = time.monotonic() - began
         first = warmup_n + concurrent_n
         tally.wait_for("destroy", first)
@@ -184,11 +179,11 @@ def soak(daemon: SoakDaemon, image: str, sequential_n: int, concurrent_n: int,
                     progress(f"{done} sequential runs, RSS {samples[-1].rss_kb} kB")
 
         began = time.monotonic()
-        seq_runs = _run_sequential(daemon, image, first, sequential_n, sample)
+        seq_runs = sequential(target, first, sequential_n, sample)
         sequential_s = time.monotonic() - began
         progress(f"{concurrent_n} concurrent runs")
         began = time.monotonic()
-        conc_runs = concurrent(daemon.client, image, first + sequential_n, concurrent_n)
+        conc_runs = concurrent(target, first + sequential_n, concurrent_n)
         concurrent_s = time.monotonic() - began
         total = first + sequential_n + concurrent_n
         tally.wait_for("destroy", total)
@@ -201,7 +196,8 @@ def soak(daemon: SoakDaemon, image: str, sequential_n: int, concurrent_n: int,
         tally.close()
         watcher.close()
     return SoakReport(seq_runs, conc_runs, warmup, warmup_s, sequential_s, concurrent_s, start, before, after,
-                      leaked, samples, events, event_problems=problems, containers=created)
+                      leaked, samples, events, event_problems=problems, containers=created,
+                      styles=target.styles)
 
 
 def _event_problems(tally: EventTally, total: int) -> list[str]:
