@@ -12,8 +12,8 @@ itself unless ``--no-docker-cli`` or not installed; half of each with a memory
 and pids limit).  Afterwards the daemon's census (harness.census) must equal the
 one taken before the first run: open fds, threads, child processes, zombies,
 mounts below its root, container cgroups, namespaces, scratch files.  Its RSS
-may not grow by more than ``--rss-bound-mb`` from the end of the warm-up to the
-end of the soak, nor by more than ``--slope-bound-kb`` a run over the second
+may not grow by more than ``--rss-bound-mib`` from the end of the warm-up to the
+end of the soak, nor by more than ``--slope-bound-kib`` a run over the second
 half of the sequential runs, and every run must exit 0 with its own output.
 Prints a table; the exit status is 0 when every run gave the right answer and
 nothing leaked, 1 otherwise, 2 for bad arguments or no root.
@@ -31,19 +31,20 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 from harness.measure import remove_tree  # noqa: E402
-from harness.soak import SoakReport, rss_slope_kb_per_run, soak, soak_daemon  # noqa: E402
+from harness.soak import SoakReport, rss_slope_kib_per_run, soak, soak_daemon  # noqa: E402
 from launcher.cgroups import CgroupManager  # noqa: E402
 from registry.builder import build_images  # noqa: E402
 from registry.server import RegistryServer  # noqa: E402
 from vocab.scenario import parse_scenario  # noqa: E402
 
 # One container record kept by mistake (Container, its process, events, log
-# path) holds about 20 kB (tracemalloc, in-process daemon): 22 MB over 1,100
-# runs, 20 kB/run.  Measured here: +1.3 MB after the warm-up, nearly all of it
-# in the first 100 runs (the allocator settling after the burst), then 0.2 kB
-# a run.  So: at most 4 MB in all, and at most 1 kB a run over the second half.
-RSS_BOUND_MB = 4.0
-SLOPE_BOUND_KB = 1.0
+# path) holds about 22 KiB with its events (tracemalloc, in-process daemon),
+# over 20 MiB in 1,100 runs.  Measured here: +1.1-1.3 MiB after the warm-up,
+# nearly all of it in the first 100 runs (the allocator settling after the
+# burst), then 0.1-0.2 KiB a run.  So: at most 4 MiB in all, and at most 1 KiB
+# a run over the second half (these bounds are for the default numbers of runs).
+RSS_BOUND_MIB = 4.0
+SLOPE_BOUND_KIB = 1.0
 IMAGE = "docksim-soak/run:1"
 IMAGE_TOML = f"""
 [scenario]
@@ -60,8 +61,8 @@ image = "{IMAGE}"
 KINDS = ("fds", "threads", "processes", "zombies", "mounts", "cgroups", "namespaces", "files")
 
 
-def print_report(report: SoakReport, cgroups: bool, rss_bound_mb: float,
-                 slope_bound_kb: float) -> list[str]:
+def print_report(report: SoakReport, cgroups: bool, rss_bound_mib: float,
+                 slope_bound_kib: float) -> list[str]:
     """The table; returns the reasons to fail."""
     print(f"{'phase':12} {'runs':>6} {'failures':>9} {'seconds':>9} {'runs/s':>8}")
     rows = (("warm-up", report.warmup, report.warmup_s),
@@ -71,13 +72,13 @@ def print_report(report: SoakReport, cgroups: bool, rss_bound_mb: float,
         bad = sum(1 for r in runs if r.problem(cgroups))
         print(f"{name:12} {len(runs):6d} {bad:9d} {seconds:9.1f} {len(runs) / seconds:8.1f}")
     during = report.samples[:-1]  # the last sample is after the concurrent burst
-    slope, late = rss_slope_kb_per_run(during), rss_slope_kb_per_run(during[len(during) // 2:])
-    print(f"\ndaemon RSS: start {report.start.rss_kb / 1024:.1f} MB, after warm-up "
-          f"{report.before.rss_kb / 1024:.1f} MB, end {report.after.rss_kb / 1024:.1f} MB, "
-          f"max {report.rss_max_kb / 1024:.1f} MB; growth after warm-up "
-          f"{report.rss_growth_kb / 1024:+.2f} MB (bound {rss_bound_mb} MB), "
-          f"slope over the sequential runs {slope:+.2f} kB/run, over their second half "
-          f"{late:+.2f} kB/run (bound {slope_bound_kb} kB/run)")
+    slope, late = rss_slope_kib_per_run(during), rss_slope_kib_per_run(during[len(during) // 2:])
+    print(f"\ndaemon RSS: start {report.start.rss_kib / 1024:.1f} MiB, after warm-up "
+          f"{report.before.rss_kib / 1024:.1f} MiB, end {report.after.rss_kib / 1024:.1f} MiB, "
+          f"max {report.rss_max_kib / 1024:.1f} MiB; growth after warm-up "
+          f"{report.rss_growth_kib / 1024:+.2f} MiB (bound {rss_bound_mib} MiB), "
+          f"slope over the sequential runs {slope:+.2f} KiB/run, over their second half "
+          f"{late:+.2f} KiB/run (bound {slope_bound_kib} KiB/run)")
     print(f"\n{'census':12} {'start':>7} {'warm':>7} {'peak':>7} {'end':>7}  leaked")
     start, before, after = (c.figures() for c in (report.start, report.before, report.after))
     for kind in KINDS:
@@ -89,10 +90,10 @@ def print_report(report: SoakReport, cgroups: bool, rss_bound_mb: float,
     reasons = failures[:10] + ([f"... {len(failures) - 10} more failed runs"] if len(failures) > 10 else [])
     reasons += report.event_problems
     reasons += [f"leaked {kind}: {', '.join(items[:5])}" for kind, items in report.leaks.items()]
-    if report.rss_growth_kb > rss_bound_mb * 1024:
-        reasons.append(f"RSS grew by {report.rss_growth_kb / 1024:.1f} MB")
-    if late > slope_bound_kb:
-        reasons.append(f"RSS still grows by {late:.2f} kB a run")
+    if report.rss_growth_kib > rss_bound_mib * 1024:
+        reasons.append(f"RSS grew by {report.rss_growth_kib / 1024:.1f} MiB")
+    if late > slope_bound_kib:
+        reasons.append(f"RSS still grows by {late:.2f} KiB a run")
     return reasons
 
 
@@ -101,9 +102,9 @@ def main() -> int:
     parser.add_argument("--sequential", type=int, default=1000)
     parser.add_argument("--concurrent", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--rss-bound-mb", type=float, default=RSS_BOUND_MB,
+    parser.add_argument("--rss-bound-mib", type=float, default=RSS_BOUND_MIB,
                         help="the most the RSS may grow after the warm-up")
-    parser.add_argument("--slope-bound-kb", type=float, default=SLOPE_BOUND_KB,
+    parser.add_argument("--slope-bound-kib", type=float, default=SLOPE_BOUND_KIB,
                         help="the most the RSS may grow per run over the second half")
     parser.add_argument("--no-docker-cli", action="store_true",
                         help="only the Docker SDK as client, not the docker CLI too")
@@ -137,7 +138,7 @@ def main() -> int:
           f"concurrent `run --rm` after a warm-up of {args.warmup} + {args.concurrent}, "
           f"{total_s:.0f} s in all (with the settling); clients: {', '.join(report.styles)}; "
           f"cgroups {f'v{version}' if version else 'none'}")
-    reasons = print_report(report, version is not None, args.rss_bound_mb, args.slope_bound_kb)
+    reasons = print_report(report, version is not None, args.rss_bound_mib, args.slope_bound_kib)
     if daemon.proc.returncode != 0:
         reasons.append(f"the daemon exited with status {daemon.proc.returncode} on SIGTERM")
     if daemon.mounts_after_stop:

@@ -11,7 +11,7 @@ difference.
 
 What is counted, and where it is read:
 * ``fds``: the daemon's open files, /proc/PID/fd (with their targets);
-* ``rss_kb``, ``threads``: /proc/PID/status (VmRSS, Threads);
+* ``rss_kib``, ``threads``: /proc/PID/status (VmRSS, Threads);
 * ``processes``: every descendant of the daemon (shims, containers' PID 1s), by
   walking the parent links of /proc/*/stat; ``zombies`` those in state Z;
 * ``mounts``: mount points at or below the daemon's root dir, from the
@@ -47,7 +47,7 @@ SETTLE_POLL_S = 0.05
 class Census:
     """One look at a daemon; sets hold names that identify each item."""
     pid: int
-    rss_kb: int
+    rss_kib: int
     threads: int
     fds: dict[int, str]            # fd number -> readlink target
     processes: frozenset[str]      # "pid comm" of every descendant
@@ -60,7 +60,7 @@ class Census:
 
     def figures(self) -> dict[str, int]:
         """Counts, for tables and test output."""
-        return {"rss_kb": self.rss_kb, "threads": self.threads, "fds": len(self.fds),
+        return {"rss_kib": self.rss_kib, "threads": self.threads, "fds": len(self.fds),
                 "processes": len(self.processes), "zombies": len(self.zombies),
                 "mounts": len(self.mounts), "cgroups": len(self.cgroups),
                 "namespaces": len(self.namespaces), "files": len(self.files)}
@@ -85,14 +85,14 @@ def _status_field(pid: int, name: str) -> int:
     return 0
 
 
-def rss_kb(pid: int) -> int:
-    """The resident set of ``pid`` in kB (VmRSS)."""
+def rss_kib(pid: int) -> int:
+    """The resident set of ``pid`` in KiB (VmRSS, which the kernel writes as "kB")."""
     return _status_field(pid, "VmRSS")
 
 
 def quick(pid: int) -> tuple[int, int, int]:
-    """(RSS kB, threads, open fds) of ``pid``: cheap enough to sample often."""
-    return rss_kb(pid), _status_field(pid, "Threads"), len(os.listdir(f"/proc/{pid}/fd"))
+    """(RSS KiB, threads, open fds) of ``pid``: cheap enough to sample often."""
+    return rss_kib(pid), _status_field(pid, "Threads"), len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def _open_fds(pid: int) -> dict[int, str]:
@@ -223,7 +223,7 @@ def take(pid: int, root: Path, tmp_dirs: Iterable[Path] = ()) -> Census:
     held: set[str] = set()
     for p in below:
         held |= _namespaces(p)
-    return Census(pid=pid, rss_kb=rss_kb(pid),
+    return Census(pid=pid, rss_kib=rss_kib(pid),
                   threads=_status_field(pid, "Threads"), fds=_open_fds(pid),
                   processes=processes, zombies=zombies, mounts=mounts_below(pid, root),
                   cgroups=container_cgroups(pid), namespaces=frozenset(held - own_ns),

@@ -88,7 +88,7 @@ def soak_daemon(work: Path, registry_url: str, log_level: str = "WARNING") -> It
 
 class Sample(NamedTuple):
     done: int      # runs of the soak proper so far
-    rss_kb: int
+    rss_kib: int
     threads: int
     fds: int
 
@@ -120,27 +120,27 @@ class SoakReport:
                 for r in self.warmup + self.runs if (p := r.problem(cgroups))]
 
     @property
-    def rss_growth_kb(self) -> int:
-        return self.after.rss_kb - self.before.rss_kb
+    def rss_growth_kib(self) -> int:
+        return self.after.rss_kib - self.before.rss_kib
 
     @property
-    def rss_max_kb(self) -> int:
-        return max(s.rss_kb for s in self.samples)
+    def rss_max_kib(self) -> int:
+        return max(s.rss_kib for s in self.samples)
 
     def peak(self, what: str) -> int:
         """The most ``threads`` or ``fds`` seen while the sequential runs ran."""
         return max(getattr(s, what) for s in self.samples)
 
 
-def rss_slope_kb_per_run(samples: list[Sample]) -> float:
+def rss_slope_kib_per_run(samples: list[Sample]) -> float:
     """The least-squares slope of RSS over runs: what each run costs for good."""
     if len(samples) < 2:
         return 0.0
     n = len(samples)
     mx = sum(s.done for s in samples) / n
-    my = sum(s.rss_kb for s in samples) / n
+    my = sum(s.rss_kib for s in samples) / n
     sxx = sum((s.done - mx) ** 2 for s in samples)
-    return sum((s.done - mx) * (s.rss_kb - my) for s in samples) / sxx if sxx else 0.0
+    return sum((s.done - mx) * (s.rss_kib - my) for s in samples) / sxx if sxx else 0.0
 
 
 def soak(daemon: SoakDaemon, image: str, sequential_n: int, concurrent_n: int,
@@ -169,14 +169,14 @@ def soak(daemon: SoakDaemon, image: str, sequential_n: int, concurrent_n: int,
         first = warmup_n + concurrent_n
         tally.wait_for("destroy", first)
         before, _ = census.settle(daemon.census, start, SETTLE_S, ours=tally.with_action("create"))
-        samples = [Sample(0, before.rss_kb, before.threads, len(before.fds))]
+        samples = [Sample(0, before.rss_kib, before.threads, len(before.fds))]
 
         def sample(result: RunResult) -> None:
             done = result.index - first + 1
             if done % sample_every == 0:
                 samples.append(Sample(done, *census.quick(daemon.pid)))
                 if done % (sample_every * 10) == 0:
-                    progress(f"{done} sequential runs, RSS {samples[-1].rss_kb} kB")
+                    progress(f"{done} sequential runs, RSS {samples[-1].rss_kib} KiB")
 
         began = time.monotonic()
         seq_runs = sequential(target, first, sequential_n, sample)
@@ -188,7 +188,7 @@ def soak(daemon: SoakDaemon, image: str, sequential_n: int, concurrent_n: int,
         total = first + sequential_n + concurrent_n
         tally.wait_for("destroy", total)
         after, leaked = census.settle(daemon.census, start, SETTLE_S, ours=tally.with_action("create"))
-        samples.append(Sample(sequential_n + concurrent_n, after.rss_kb, after.threads, len(after.fds)))
+        samples.append(Sample(sequential_n + concurrent_n, after.rss_kib, after.threads, len(after.fds)))
         events = {a: len(tally.with_action(a)) for a in ("create", "start", "die", "destroy")}
         problems = _event_problems(tally, total)
         created = frozenset(tally.with_action("create"))

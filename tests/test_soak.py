@@ -31,10 +31,10 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the daemon mounts and
 WARMUP_N, SEQUENTIAL_N, CONCURRENT_N = 50, 100, 20
 # The warm-up makes 70 x 4 container events, more than the 256 the daemon keeps
 # (its `docker events --since` buffer), so that buffer is full before the first
-# RSS reading.  After that a soak of 120 runs here grows the RSS by 0.2-0.6 MB
+# RSS reading.  After that a soak of 120 runs here grows the RSS by 0.25-0.6 MiB
 # (the allocator settling).  One container record kept by mistake holds about
-# 20 kB (tracemalloc, in-process daemon): 2.4 MB over these 120 runs.
-RSS_BOUND_KB = 1536
+# 22 KiB with its events (tracemalloc, in-process daemon): over 2 MiB in 120 runs.
+RSS_BOUND_KIB = 1536
 
 # A stand-in daemon whose leaks the test makes on purpose, one command a line.
 FAKE_DAEMON = r"""
@@ -131,7 +131,7 @@ def test_the_census_sees_each_kind_of_leak_and_forgets_it_when_undone(tmp_path):
                 d.rmdir()
         again, still = census.settle(lambda: census.take(proc.pid, root, [tmp_dir]), before, 5)
         assert still == {}, still
-        assert again.figures() | {"rss_kb": 0} == before.figures() | {"rss_kb": 0}
+        assert again.figures() | {"rss_kib": 0} == before.figures() | {"rss_kib": 0}
     finally:
         proc.kill()
         proc.wait()
@@ -273,11 +273,11 @@ def test_nothing_is_left_behind(soaked):
 
 def test_rss_stays_flat(soaked):
     report, _ = soaked
-    print(f"daemon RSS: start {report.start.rss_kb} kB, after warm-up {report.before.rss_kb} kB, "
-          f"after the soak {report.after.rss_kb} kB (growth {report.rss_growth_kb:+d} kB, "
-          f"bound {RSS_BOUND_KB} kB), max {report.rss_max_kb} kB")
-    assert report.before.rss_kb > report.start.rss_kb  # the readings are real
-    assert report.rss_growth_kb < RSS_BOUND_KB
+    print(f"daemon RSS: start {report.start.rss_kib} KiB, after warm-up {report.before.rss_kib} KiB, "
+          f"after the soak {report.after.rss_kib} KiB (growth {report.rss_growth_kib:+d} KiB, "
+          f"bound {RSS_BOUND_KIB} KiB), max {report.rss_max_kib} KiB")
+    assert report.before.rss_kib > report.start.rss_kib  # the readings are real
+    assert report.rss_growth_kib < RSS_BOUND_KIB
 
 
 def test_the_daemon_stops_cleanly_after_the_soak(soaked):
