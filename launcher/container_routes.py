@@ -17,6 +17,7 @@ from launcher.events import parse_filters, parse_time
 from launcher.http import ApiError, Request, Router
 
 RAW_STREAM = "application/vnd.docker.raw-stream"
+WAIT_POLL_S = 0.5  # how often a blocked `wait` looks whether its client is still there
 
 
 def _human(seconds: float) -> str:
@@ -76,8 +77,9 @@ class ContainerApi:
         if condition not in events:
             raise ApiError(400, f"invalid condition: {condition!r}")
         stream = req.start_stream("application/json")
-        if events[condition] is not None:
-            events[condition].wait()
+        while events[condition] is not None and not events[condition].wait(WAIT_POLL_S):
+            if req.client_hung_up():
+                return  # as dockerd cancels the wait: no thread left behind for ever
         error = {"Message": container.error} if container.error else None
         stream.json({"StatusCode": container.exit_code, "Error": error})
 
@@ -137,8 +139,10 @@ class ContainerApi:
         if not req.flag("logs") and container.status != "created":
             offset = logs.end_offset(container.log_path)
         selection = logs.Selection(stdout=req.flag("stdout"), stderr=req.flag("stderr"))
+        # a client that hangs up ends the attach, even when the container
+        # writes nothing (or never starts): dockerd ends it with the connection
         logs.copy_output(container.log_path, stream, selection, req.flag("stream"),
-                         container.exited, offset)
+                         container.exited, offset, alive=lambda: not req.client_hung_up())
 
     def inspect(self, c: Container) -> dict:
         state = {"Status": c.status, "Running": c.status == "running", "Paused": False,

@@ -108,6 +108,19 @@ class Request:
         except OSError:
             return True
 
+    def client_hung_up(self) -> bool:
+        """True once the client has closed its connection entirely.  Unlike
+        ``client_gone``, a client that only shut down its sending half is still
+        there: the docker CLI does that on an attach connection when it has no
+        stdin to send, and goes on reading the output."""
+        try:
+            poller = select.poll()
+            poller.register(self.handler.connection, 0)  # POLLHUP and POLLERR come anyway
+            return any(events & (select.POLLHUP | select.POLLERR | select.POLLNVAL)
+                       for _, events in poller.poll(0))
+        except (OSError, ValueError):
+            return True
+
     def start_stream(self, content_type: str) -> "Stream":
         """Begin a streamed answer (status 200, chunked); the transport ends it
         with the last chunk when the handler returns."""
