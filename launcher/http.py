@@ -25,13 +25,13 @@ import socket
 import socketserver
 import stat
 import sys
-import threading
 import time
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from launcher.httpbody import BodyError, DeadlineReader, read_body
+from launcher.httpstream import Stream
 
 log = logging.getLogger("docksim.daemon")
 VERSION_PREFIX = re.compile(r"^/v\d+\.\d+(?=/)")
@@ -154,41 +154,6 @@ class Request:
         h.close_connection = True
         h.stream = Stream(h.wfile, chunked=False)
         return h.stream
-
-
-class Stream:
-    """A body written piece by piece (chunked, or raw on a hijacked connection);
-    a client that went away stops the writes."""
-
-    def __init__(self, wfile, chunked: bool = True):
-        self.wfile = wfile
-        self.chunked = chunked
-        self.broken = False
-        self._lock = threading.Lock()  # pull progress arrives from download threads too
-        self.closed = False
-
-    def _send(self, raw: bytes) -> None:
-        with self._lock:
-            if self.broken or self.closed:
-                return
-            try:
-                self.wfile.write(raw)
-                self.wfile.flush()
-            except OSError:
-                self.broken = True
-
-    def write(self, data: bytes) -> None:
-        if data:
-            self._send(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data)
-
-    def close(self) -> None:
-        """The last (empty) chunk: the body is complete and the connection reusable."""
-        if self.chunked:
-            self._send(b"0\r\n\r\n")
-        self.closed = True
-
-    def json(self, message: dict) -> None:
-        self.write(json.dumps(message).encode() + b"\r\n")
 
 
 Handler = Callable[[Request], Any]
