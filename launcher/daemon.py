@@ -40,7 +40,7 @@ ROOTLESS_REASON = "rootless mode: no cgroups without root privileges"
 
 class Daemon:
     def __init__(self, root: Path, default_registry: str, max_concurrent_downloads: int = 3,
-                 rootless: bool = False, extract: str = "serial"):
+                 rootless: bool = False, extract: str = "serial", retry=None):
         self.root = Path(root)
         self.rootless = rootless
         self.store = Store(self.root)
@@ -48,7 +48,7 @@ class Daemon:
         self.events = EventLog()
         self.cgroups = CgroupManager(ROOTLESS_REASON if rootless else "")
         self.puller = PullManager(self.store, self.phases, default_registry,
-                                  max_concurrent_downloads, extract=extract)
+                                  max_concurrent_downloads, extract=extract, retry=retry)
         self.containers = ContainerManager(self.store, self.phases, self.events, self.cgroups)
         self.default_registry = default_registry
         self.router = self._routes()

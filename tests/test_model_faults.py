@@ -16,7 +16,8 @@ import pytest
 
 from model import Costs
 from model.simulation import simulate_replication, stream
-from vocab.faults import KINDS, RATE_KEYS, FaultDraws, RegistryFaults, fault_rng, faults_spec, parse_faults_spec
+from vocab.faults import (KINDS, RATE_KEYS, FaultDraws, RegistryFaults, fault_rng, faults_spec,
+                          parse_faults_spec)
 from vocab.scenario import parse_scenario
 from vocab.schema import ScenarioError
 
@@ -151,7 +152,8 @@ def test_the_same_seed_gives_the_same_faults_and_rows():
 def test_the_real_registry_draws_from_the_models_stream():
     assert fault_rng(11, 2).random() == stream(11, 2, "registry").random()
     faults = RegistryFaults(error_503_rate=0.3, cut_rate=0.3, flip_rate=0.2)
-    model_side, registry_side = FaultDraws(faults, stream(5, 0, "registry")), FaultDraws(faults, fault_rng(5))
+    model_side = FaultDraws(faults, stream(5, 0, "registry"))
+    registry_side = FaultDraws(faults, fault_rng(5))
     assert [model_side.next() for _ in range(200)] == [registry_side.next() for _ in range(200)]
 
 

@@ -138,7 +138,8 @@ Fail = Callable[[str, str], Exception]
 
 
 def load_faults(raw: Any, table: Callable[[Any, dict, str], dict], fail: Fail,
-                where: str = "registry.faults", preset: dict[str, float] | None = None) -> RegistryFaults:
+                where: str = "registry.faults",
+                preset: dict[str, float] | None = None) -> RegistryFaults:
     """Validate a faults table; ``preset`` holds values given under older names
     (``[registry] error_rate``), which the table must not give again."""
     values = table(raw, FAULTS, where)
