@@ -3,6 +3,7 @@
     python -m registry serve --root DIR --listen 127.0.0.1:PORT
                              [--bandwidth-mbps X] [--rtt-ms Y] [--ready-file F]
                              [--auth token] [--faults SPEC] [--faults-seed N]
+                             [--faults-replication R]
                              [--fail-once-after BYTES]
     python -m registry build SCENARIO.toml --root DIR [--cache-dir DIR]
 
@@ -77,7 +78,10 @@ def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
                             "(rates are fractions of GETs), or a TOML file (a scenario with "
                             "[registry] faults, or those keys alone)")
     serve.add_argument("--faults-seed", type=int, default=0, metavar="N",
-                       help="seed of the fault draws (a scenario's seed draws what its model draws)")
+                       help="seed of the fault draws: with a scenario's seed (and "
+                            "--faults-replication) they are the draws of its model")
+    serve.add_argument("--faults-replication", type=int, default=0, metavar="R",
+                       help="draw the faults of the model's replication R (default 0)")
     serve.add_argument("--fail-once-after", type=int, default=None, metavar="BYTES",
                        help="(tests) cut the first blob body that reaches BYTES bytes")
 
@@ -103,10 +107,12 @@ def serve(args: argparse.Namespace) -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
     faults = None
     if spec.any or args.fail_once_after is not None:
-        faults = Faults(cut_after_bytes=args.fail_once_after, spec=spec, seed=args.faults_seed)
+        faults = Faults(cut_after_bytes=args.fail_once_after, spec=spec, seed=args.faults_seed,
+                        replication=args.faults_replication)
         if spec.any:
-            logging.getLogger("registry").info("registry faults: %s (seed %d)",
-                                               args.faults, args.faults_seed)
+            logging.getLogger("registry").info("registry faults: %s (seed %d, replication %d)",
+                                               args.faults, args.faults_seed,
+                                               args.faults_replication)
     server = RegistryServer(args.root, host, port, args.bandwidth_mbps, args.rtt_ms,
                             auth=args.auth, faults=faults)
     try:

@@ -84,11 +84,12 @@ def _seconds(value: float) -> str:
 
 
 class Faults:
-    """The registry's faults: random ones from `spec` (drawn from the stream of
-    `seed`) and/or a scripted cut.  Thread-safe: every request thread asks it."""
+    """The registry's faults: random ones from `spec` (drawn from the model's
+    stream of `seed` and `replication`) and/or a scripted cut.  Thread-safe:
+    every request thread asks it."""
 
     def __init__(self, cut_after_bytes: int | None = None, times: int = 1, match: str = "", *,
-                 spec: RegistryFaults | None = None, seed: int = 0):
+                 spec: RegistryFaults | None = None, seed: int = 0, replication: int = 0):
         if cut_after_bytes is not None and cut_after_bytes < 0:
             raise ValueError("cut_after_bytes must be at least 0")
         if times < 0:
@@ -99,7 +100,7 @@ class Faults:
         self._lock = threading.Lock()
         self.cuts = 0  # how many bodies the scripted cut cut so far
         self.spec = spec or RegistryFaults()
-        self._draws = FaultDraws(self.spec, fault_rng(seed))
+        self._draws = FaultDraws(self.spec, fault_rng(seed, replication))
 
     @property
     def counts(self) -> dict[str, int]:

@@ -24,8 +24,8 @@ sent before it.  The kinds:
 * ``flip``  one byte of the body is inverted, so the blob misses its digest;
 * ``drip``  the whole body is sent at no more than ``drip_kbps``.
 
-``max_faults`` caps the number of faults drawn (the model: per replication; a
-registry process: over its lifetime).  Image configs and manifests are never
+``max_faults`` caps the number of faults drawn: per replication in the model,
+per process for the real registry (``measure`` starts one per replication).  Image configs and manifests are never
 faulted: dockerd fetches them once while it resolves, without retries.
 """
 from __future__ import annotations
