@@ -57,6 +57,14 @@ def app_layer(root: Path) -> dict:
 
 
 def blob_lines(registry_log, digest: str) -> list[tuple[float, str]]:
+    """The registry's GET lines of blobs whose path has `digest`, with their times.
+    A request's line is logged once its answer is sent, which may be after the
+    client is done with it: wait until no line came for 0.1 s (at most 2 s)."""
+    deadline = time.monotonic() + 2.0
+    seen = -1
+    while len(registry_log.lines) != seen and time.monotonic() < deadline:
+        seen = len(registry_log.lines)
+        time.sleep(0.1)
     return [(created, line) for created, line in zip(registry_log.times, registry_log.lines)
             if line.startswith("GET ") and digest[:19] in line]
 
