@@ -21,8 +21,10 @@ def cmd_daemon(args, console) -> int:
     argv = [sys.executable, "-m", "launcher", "--socket", args.socket, "--root", args.root,
             "--registry", args.registry,
             "--max-concurrent-downloads", str(args.max_concurrent_downloads),
-            "--extract", args.extract, "--log-level", args.log_level] + (
-                ["--durable"] if args.durable else [])
+            "--extract", args.extract, "--log-level", args.log_level,
+            "--max-download-attempts", str(args.max_download_attempts),
+            "--retry-backoff-s", str(args.retry_backoff_s),
+            "--read-timeout-s", str(args.read_timeout_s)] + (["--durable"] if args.durable else [])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT), env.get("PYTHONPATH")]))
     sys.stdout.flush()
@@ -41,6 +43,12 @@ def register(sub) -> None:
     p.add_argument("--max-concurrent-downloads", type=int, default=3)
     p.add_argument("--extract", choices=("serial", "parallel"), default="serial",
                    help="layers bottom to top (Docker) or each as its bytes arrive")
+    p.add_argument("--max-download-attempts", type=int, default=5,
+                   help="tries per layer blob, as dockerd's option")
+    p.add_argument("--retry-backoff-s", type=float, default=5.0,
+                   help="wait this x the failures so far before a retry (dockerd: 5)")
+    p.add_argument("--read-timeout-s", type=float, default=60.0,
+                   help="give up on a blob connection silent this long, and resume")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--durable", action="store_true",
                    help="fsync the store's writes, so it survives a power loss too")

@@ -1,10 +1,11 @@
 """`measure`: the scenario played for real on this machine.
 
 The images are built from the scenario and served by docksim's registry, which
-also plays the scenario's link (bandwidth and round-trip time).  For every
-replication a fresh daemon, with an empty store, is started in a temporary
-directory; the clients play the steps against it; then the daemon is stopped
-and everything it made is removed, also when something failed.
+also plays the scenario's link (bandwidth and round-trip time) and commits its
+`[registry] faults`.  For every replication a fresh daemon, with an empty
+store, is started in a temporary directory; the clients play the steps against
+it; then the daemon is stopped and everything it made is removed, also when
+something failed.
 """
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
 from harness.clients import MeasureError, RunContext, run_clients
 from harness.procs import stop_process
 from registry.builder import build_images
+from vocab.faults import faults_spec
 from vocab.scenario import Scenario
 from vocab.trace import PhaseRow
 
@@ -55,7 +57,7 @@ def why_not_playable(scenario: Scenario, network: str = "emulated") -> str | Non
     if scenario.distribution.mode != "registry":
         problems.append(f"distribution mode {scenario.distribution.mode!r}")
     registry = scenario.registry
-    if (registry.auth != "none" or registry.rate_limit or registry.error_rate or registry.reset_rate
+    if (registry.auth != "none" or registry.rate_limit
             or registry.workers or registry.request_ms is not None):
         problems.append("[registry] settings")
     if any(group.cached or group.cache_mb is not None for group in scenario.nodes):
@@ -126,9 +128,11 @@ def _process(argv: list[str], log: Path, popen=subprocess.Popen) -> Iterator[sub
 
 @contextmanager
 def serve_registry(scenario: Scenario, root: Path, work: Path, popen=subprocess.Popen,
-                   listen: str = "127.0.0.1:0", shape: bool = True) -> Iterator[str]:
+                   listen: str = "127.0.0.1:0", shape: bool = True,
+                   replication: int = 0) -> Iterator[str]:
     """docksim's registry as a process of its own; with `shape` it plays the
-    scenario's link itself (on kernel networks the kernel does)."""
+    scenario's link itself (on kernel networks the kernel does).  Its faults are
+    drawn from the stream the model's registry draws from in `replication`."""
     ready = work / "registry.ready"
     argv = [sys.executable, "-m", "registry", "serve", "--root", str(root),
             "--listen", listen, "--ready-file", str(ready)]
@@ -136,6 +140,9 @@ def serve_registry(scenario: Scenario, root: Path, work: Path, popen=subprocess.
         argv += ["--rtt-ms", str(scenario.network.rtt_ms)]
         if scenario.network.bandwidth_mbps:
             argv += ["--bandwidth-mbps", str(scenario.network.bandwidth_mbps)]
+    if scenario.registry.faults.any:
+        argv += ["--faults", faults_spec(scenario.registry.faults),
+                 "--faults-seed", str(scenario.seed), "--faults-replication", str(replication)]
     log = work / "registry.log"
     with _process(argv, log, popen) as proc:
         _wait_for(lambda: ready.exists() and ready.read_text().endswith("\n"), proc, "the registry", log)
@@ -150,7 +157,10 @@ def run_daemon(scenario: Scenario, registry_url: str, work: Path, replication: i
     root, sock, log = work / name, work / f"{name}.sock", work / f"{name}.log"
     argv = [sys.executable, "-m", "launcher", "--socket", str(sock), "--root", str(root),
             "--registry", registry_url,
-            "--max-concurrent-downloads", str(scenario.daemon.max_concurrent_downloads)]
+            "--max-concurrent-downloads", str(scenario.daemon.max_concurrent_downloads),
+            "--max-download-attempts", str(scenario.daemon.max_download_attempts),
+            "--retry-backoff-s", str(scenario.daemon.retry_backoff_s),
+            "--read-timeout-s", str(scenario.daemon.read_timeout_s)]
     try:
         with _process(argv, log, popen) as proc:
             _wait_for(sock.exists, proc, "the daemon", log)
@@ -172,6 +182,8 @@ def run_docker_engine(scenario: Scenario, registry_url: str, work: Path, replica
     host = registry_url.split("://", 1)[-1]
     if not host.startswith("127."):
         extra += ["--insecure-registry", host]
+    if scenario.daemon.max_download_attempts != 5:  # dockerd's own default (its back-off is fixed)
+        extra += ["--max-download-attempts", str(scenario.daemon.max_download_attempts)]
     try:
         with run_dockerd(work, extra, popen=popen) as sock:
             yield sock
@@ -205,10 +217,18 @@ def measure(scenario: Scenario, progress: Progress = lambda message: None,
             from harness.kernel_world import measure_on_kernel_network
             rows = measure_on_kernel_network(scenario, work, names, sizes, progress, engine)
         else:
-            with serve_registry(scenario, work / "registry", work) as registry_url:
+            # with faults, a registry per replication draws that replication's faults
+            each = scenario.registry.faults.any
+            with ExitStack() as shared:
+                shared_url = None if each else shared.enter_context(
+                    serve_registry(scenario, work / "registry", work))
                 for replication in range(scenario.replications):
                     progress(f"replication {replication + 1} of {scenario.replications}")
-                    with ENGINES[engine](scenario, registry_url, work, replication) as sock:
+                    with ExitStack() as stack:
+                        registry_url = shared_url or stack.enter_context(serve_registry(
+                            scenario, work / "registry", work, replication=replication))
+                        sock = stack.enter_context(
+                            ENGINES[engine](scenario, registry_url, work, replication))
                         ctx = RunContext(scenario, sock, replication, engine, names, sizes,
                                          node=scenario.node_names()[0])
                         rows.extend(run_clients(ctx))

@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from launcher.containers import Container
 STATES = ("created", "running", "exited")
 _FIELDS = ("id", "name", "image", "image_name", "argv", "env", "cwd", "user", "hostname",
-           "host_config", "stop_signal", "stop_timeout", "labels", "created_s", "status",
-           "exit_code", "oom_killed", "error", "started_s", "finished_s")
+           "host_config", "capabilities", "stop_signal", "stop_timeout", "labels", "created_s",
+           "status", "exit_code", "oom_killed", "error", "started_s", "finished_s")
 
 
 class RecordError(ValueError):

@@ -40,7 +40,8 @@ ROOTLESS_REASON = "rootless mode: no cgroups without root privileges"
 
 class Daemon:
     def __init__(self, root: Path, default_registry: str, max_concurrent_downloads: int = 3,
-                 rootless: bool = False, extract: str = "serial", durable: bool = False):
+                 rootless: bool = False, extract: str = "serial", retry=None,
+                 durable: bool = False):
         self.root = Path(root)
         self.rootless = rootless
         self.store = Store(self.root, durable=durable)
@@ -48,7 +49,7 @@ class Daemon:
         self.events = EventLog()
         self.cgroups = CgroupManager(ROOTLESS_REASON if rootless else "")
         self.puller = PullManager(self.store, self.phases, default_registry,
-                                  max_concurrent_downloads, extract=extract)
+                                  max_concurrent_downloads, extract=extract, retry=retry)
         self.containers = ContainerManager(self.store, self.phases, self.events, self.cgroups)
         self.containers.restore()  # after a crash: dockerd's restore() before serving
         self.default_registry = default_registry

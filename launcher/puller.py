@@ -49,7 +49,7 @@ from launcher.manifest import (INDEX_TYPES, MANIFEST_ACCEPT, LayerDesc, Manifest
                                parse_config, parse_document, pick_platform)
 from launcher.phases import PhaseLog
 from launcher.registry_client import PullError, RegistryClient, check_digest, parse_reference
-from launcher.spool import Spool
+from launcher.spool import Spool, SpoolRestarted
 from launcher.store import LayerError, Store
 
 Progress = Callable[[dict], None]
@@ -278,7 +278,8 @@ class PullManager:
             self.store.commit_blob(job.spool.path, job.desc.digest)
 
     def _extract(self, job: _LayerJob, tag: str, progress: Progress) -> None:
-        """Unpack and register one layer while (or after) its bytes arrive."""
+        """Unpack and register one layer while (or after) its bytes arrive; when the
+        download is discarded (its digest did not match), start over with the next."""
         began: float | None = None
         consumed = 0
         throttle = _Throttle()
@@ -296,16 +297,13 @@ class PullManager:
                           "progressDetail": {"current": consumed, "total": size}})
             return data
 
-        try:
-            written = self.store.register_layer_from(read, job.desc.diff_id, job.desc.media_type,
-                                                     before_commit=lambda: self._keep_blob(job),
-                                                     blob_digest=job.desc.digest)
-        except LayerError as exc:
-            if job.spool.written >= job.desc.size:
-                # every byte is in and the digest's verdict is moments away: a blob
-                # that does not match its digest is the cause worth reporting
-                job.spool.wait_done()
-            raise PullError(f"layer {job.id}: {exc}") from None
+        while True:
+            try:
+                written = self._register(job, read)
+                break
+            except SpoolRestarted:  # the half-unpacked layer is gone; the new bytes follow
+                job.spool.rewind()
+                consumed = 0
         if throttle.last is None:  # everything was read before the download was complete
             progress({"status": "Extracting", "id": job.id,
                       "progressDetail": {"current": consumed, "total": size}})
@@ -314,3 +312,19 @@ class PullManager:
                            layer=job.id, nbytes=written)
         job.registered.set_result(True)
         progress({"status": "Pull complete", "progressDetail": {}, "id": job.id})
+
+    def _register(self, job: _LayerJob, read: Callable[[int], bytes]) -> int:
+        """One try at unpacking the spool's bytes; SpoolRestarted when they were discarded."""
+        try:
+            # the verified blob is committed before the layer takes its name, so a
+            # registered layer always has its blob (launcher/storecheck.py)
+            return self.store.register_layer_from(read, job.desc.diff_id, job.desc.media_type,
+                                                  before_commit=lambda: self._keep_blob(job),
+                                                  blob_digest=job.desc.digest)
+        except LayerError as exc:
+            # Bad bytes are bad content too: a flipped byte breaks the gzip stream or
+            # the tar long before the digest can be checked.  The download's verdict
+            # decides: discarded and fetched again (SpoolRestarted), failed (its error),
+            # or verified -- then the layer's content itself is bad.
+            job.spool.wait_done()
+            raise PullError(f"layer {job.id}: {exc}") from None

@@ -12,9 +12,12 @@ Blob GETs may carry `Range: bytes=N-` to resume, and follow one redirect
 """
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import http.client
 import json
+import math
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -31,14 +34,17 @@ class PullError(Exception):
 
     `status` is the HTTP status dockerd answers when the pull fails before any
     progress was sent: 404 when the registry does not know the image, else 500.
-    `retryable` marks failures dockerd's download manager tries again: a lost
-    connection, a timeout, a 5xx answer; not a 4xx, not a digest mismatch.
+    `retryable` marks failures the download manager tries again: a lost
+    connection, a timeout, a 5xx answer, a blob's 429 (after `retry_after_s`,
+    when the registry said), a blob that missed its digest; not another 4xx.
     """
 
-    def __init__(self, message: str, status: int = 500, retryable: bool = False):
+    def __init__(self, message: str, status: int = 500, retryable: bool = False,
+                 retry_after_s: float | None = None):
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,23 @@ def check_digest(data: bytes, digest: str, what: str) -> None:
         raise PullError(f"{what}: content does not match digest {digest}")
 
 
+def _retry_after_s(value: str | None) -> float | None:
+    """A Retry-After header in seconds: delta-seconds (docksim's registry may send
+    a fraction) or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
 def _connection(url: str) -> http.client.HTTPConnection:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -116,6 +139,12 @@ class RegistryClient:
         other = RegistryClient(self.base_url, self.repository, self.tokens)
         other._challenge, other._auth = self._challenge, dict(self._auth)
         return other
+
+    def set_timeout(self, seconds: float) -> None:
+        """How long a read may wait for the registry's next byte (this connection)."""
+        self.conn.timeout = seconds
+        if self.conn.sock is not None:
+            self.conn.sock.settimeout(seconds)
 
     def close(self) -> None:
         self.conn.close()
@@ -193,7 +222,7 @@ class RegistryClient:
         """Start a blob GET (from byte `offset`, by Range); the caller reads the body.
 
         Returns a response with status 200 or 206; PullError otherwise, retryable
-        for a lost connection or a 5xx answer."""
+        for a lost connection, a 5xx answer or a 429 (with its Retry-After)."""
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         resp = self.request(f"/v2/{self.repository}/blobs/{digest}", headers=headers)
         if resp.status in _REDIRECTS and resp.getheader("Location"):
@@ -201,8 +230,13 @@ class RegistryClient:
             resp = self._follow(resp.getheader("Location"), headers)
         if resp.status not in (200, 206):
             body = resp.read()
-            raise PullError(f"blob {digest[:19]}: {self._refusal('GET', resp.status, body)}",
-                            retryable=resp.status >= 500)
+            if resp.status == 401:
+                raise PullError(self._refusal("GET", resp.status, body))
+            retry_after_s = _retry_after_s(resp.getheader("Retry-After")) if resp.status == 429 else None
+            wait = f", Retry-After {retry_after_s:g} s" if retry_after_s is not None else ""
+            raise PullError(f"GET answered {resp.status} {resp.reason} ({error_text(body)}){wait}",
+                            retryable=resp.status >= 500 or resp.status == 429,
+                            retry_after_s=retry_after_s)
         return resp
 
     def _follow(self, location: str, headers: dict[str, str]) -> http.client.HTTPResponse:
@@ -211,6 +245,7 @@ class RegistryClient:
             location = self.base_url + location
         parts = urlsplit(location)
         other = _connection(location)
+        other.timeout = self.conn.timeout  # the blob's read timeout, on the redirect's connection too
         try:
             other.request("GET", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
                           headers=headers)

@@ -11,13 +11,20 @@ the daemon's memory.
 The download ends in `finish()` (every byte there *and* the digest checked) or
 `fail(error)`.  A reader that reaches the end of a finished spool gets b"";
 a reader of a failed spool gets the download's error, so nothing is registered
-from a blob whose digest did not match.
+from a blob whose digest did not match.  A download that missed its digest and
+will be fetched again calls `restart()`: the file is emptied and the reader's
+next call raises `SpoolRestarted`; it throws away what it made of the bytes,
+calls `rewind()` and reads the new bytes from the start.
 """
 from __future__ import annotations
 
 import os
 import threading
 from pathlib import Path
+
+
+class SpoolRestarted(Exception):
+    """The bytes read so far were discarded: start again with `rewind()`."""
 
 
 class Spool:
@@ -31,6 +38,8 @@ class Spool:
         self._read_pos = 0
         self._done = False
         self._error: BaseException | None = None
+        self._generation = 0         # bumped by restart()
+        self._reader_generation = 0  # the generation the reader is reading
 
     # -- the download's side ---------------------------------------------------
 
@@ -42,6 +51,15 @@ class Spool:
             view, offset = view[n:], offset + n
         with self._cond:
             self._written = offset
+            self._cond.notify_all()
+
+    def restart(self) -> None:
+        """The bytes so far are wrong: empty the file for a download from scratch;
+        the reader's next call raises SpoolRestarted."""
+        with self._cond:
+            os.ftruncate(self._fd, 0)
+            self._written = 0
+            self._generation += 1
             self._cond.notify_all()
 
     def finish(self) -> None:
@@ -67,22 +85,39 @@ class Spool:
         """Up to `n` bytes from where the reader stands; waits for the writer;
         b"" once a finished blob is read to its end."""
         with self._cond:
-            while self._written == self._read_pos and not self._done and self._error is None:
+            while (self._written == self._read_pos and not self._done and self._error is None
+                   and self._generation == self._reader_generation):
                 self._cond.wait()
+            self._check_generation()
             if self._error is not None:
                 raise self._error
             available = self._written - self._read_pos
         if not available:
             return b""
         data = os.pread(self._fd, min(n, available), self._read_pos)
+        with self._cond:
+            self._check_generation()  # the file may have been emptied during the pread
         self._read_pos += len(data)
         return data
 
-    def wait_done(self) -> None:
-        """Return once the blob is complete and verified; raise the download's error."""
+    def rewind(self) -> None:
+        """After SpoolRestarted: read the new download from its first byte."""
         with self._cond:
-            while not self._done and self._error is None:
+            self._reader_generation = self._generation
+            self._read_pos = 0
+
+    def _check_generation(self) -> None:
+        if self._generation != self._reader_generation:
+            raise SpoolRestarted()
+
+    def wait_done(self) -> None:
+        """Return once the blob is complete and verified; raise the download's
+        error, or SpoolRestarted when the bytes the reader read were discarded."""
+        with self._cond:
+            while (not self._done and self._error is None
+                   and self._generation == self._reader_generation):
                 self._cond.wait()
+            self._check_generation()
             if self._error is not None:
                 raise self._error
 

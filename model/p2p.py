@@ -21,7 +21,7 @@ layer is still downloading.
   work conservation on the uplink.
 * A piece request costs one round trip to the peer (plus slow start, if on);
   a piece from the registry is one registry request (its workers and service
-  time).  Pieces from the registry are not failed by ``error_rate``.
+  time).  Pieces from the registry meet no ``[registry] faults``.
 
 Left out: a tracker/scheduler's own latency, choking and tit-for-tat, piece
 verification, and the agent's own piece cache (a node serves exactly the

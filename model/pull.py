@@ -123,8 +123,10 @@ class PullManager:
         download_start_s = self.env.now
         ok = yield from self.source.download(self.node, layer)
         self.slots.release(slot)  # the slot covers the download, not the extraction
+        # bytes on the wire: retries and discarded downloads add theirs (sources.Fetched)
         request.record("download", download_start_s, self.env.now,
-                       layer.name, layer.compressed_bytes)
+                       layer.name, round(getattr(ok, "wire_bytes", layer.compressed_bytes)))
+        ok = bool(ok)
         transfer.downloaded_s = self.env.now
         return ok
 

@@ -16,9 +16,11 @@ registry, and a pull-through mirror, which is one too):
   of ``window_s`` (Docker Hub: one pull = one manifest GET).  Over the limit
   the manifest GET is answered 429 and not counted; dockerd gives up on that
   pull at once (it does not retry a 429).
-* Failures: a blob GET is answered 503 with probability ``error_rate``; with
-  probability ``reset_rate`` its connection drops after a uniformly random
-  fraction of the bytes, and the client resumes with a Range request.
+* Faults (``[registry] faults``, ``vocab/faults.py``): each layer blob GET
+  draws at most one -- a 503, a 429 with Retry-After, a stall, a cut, a
+  flipped byte or a slow drip -- from the registry's seeded stream, exactly as
+  docksim's real registry draws them.  What the client does about each is
+  modelled with the download (``model/sources.py``).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ import simpy
 
 from model.costs import Costs
 from vocab.cluster import Registry
+from vocab.faults import Fault, FaultDraws
 
 # GET /v2/, GET manifest, GET config (plain-HTTP registry, no token round trip).
 RESOLVE_REQUESTS = 3
@@ -45,9 +48,9 @@ class RegistryServer:
         self.service_s = (costs.registry_request_s if spec.request_ms is None
                           else spec.request_ms / 1000)
         self.workers = WorkerPool(env, spec.workers) if spec.workers else None
-        self.rng = rng
+        self.faults = FaultDraws(spec.faults, rng)  # .counts: faults injected, by kind
         self._manifest_gets: dict[Hashable, deque[float]] = {}
-        self.counts = {"requests": 0, "429": 0, "503": 0, "reset": 0}
+        self.counts = {"requests": 0, "429": 0}  # 429: manifest GETs over the rate limit
 
     def request(self, rtt_s: float):
         """One HTTP request and its answer (a SimPy generator)."""
@@ -92,15 +95,9 @@ class RegistryServer:
         log.append(self.env.now)
         return True
 
-    def blob_answer(self) -> tuple[int, float | None]:
-        """A blob GET's fate: (200, None), (503, None) or (200, fraction sent before a reset)."""
-        if self.spec.error_rate and self.rng.random() < self.spec.error_rate:
-            self.counts["503"] += 1
-            return 503, None
-        if self.spec.reset_rate and self.rng.random() < self.spec.reset_rate:
-            self.counts["reset"] += 1
-            return 200, self.rng.random()
-        return 200, None
+    def blob_answer(self) -> Fault | None:
+        """A layer blob GET's fault, or None when it is served normally."""
+        return self.faults.next()
 
 
 class WorkerPool:

@@ -3,12 +3,22 @@
 What it models:
 
 * ``RegistrySource`` -- dockerd's blob GET straight from the registry.  A
-  failed attempt (503, or a connection that drops midway) is retried up to
-  ``max-download-attempts`` times in all (default 5), after a back-off of
-  5 s x the attempt number (moby's ``distribution/xfer``); a retry resumes
-  with an HTTP Range request from the bytes already received.  The download
-  slot stays held during the back-off, as the retry loop runs inside the
-  transfer.
+  failed attempt is retried up to ``max-download-attempts`` times in all
+  (default 5), after a back-off of ``[daemon] retry_backoff_s`` (moby: 5 s) x
+  the failures so far (moby's ``distribution/xfer``); a retry resumes with an
+  HTTP Range request from the bytes already received.  The download slot
+  stays held during the back-off, as the retry loop runs inside the transfer.
+  What each registry fault (``vocab/faults.py``) costs the client:
+  - 503: the request's round trip, then the back-off;
+  - 429: the round trip, then ``retry_after_s`` instead of the back-off;
+  - stall at fraction f of the body: f of the bytes, then ``stall_s`` of
+    silence and the rest -- or, when ``stall_s`` reaches ``[daemon]
+    read_timeout_s``, the timeout, the back-off and a Range resume;
+  - cut at f: f of the bytes, the back-off, a Range resume;
+  - flip: every byte, then the digest check fails: the download is discarded,
+    and after the back-off the blob is fetched again from its first byte;
+  - drip: the body at no more than ``drip_kbps`` (a private link of that rate
+    on the flow's path, so it also yields to a slower share of the link).
 * ``MirrorSource`` -- a registry mirror (``registry-mirrors`` in daemon.json)
   that is a pull-through cache: one per rack switch, or one per cluster.  The
   first request for a manifest or a blob goes upstream; concurrent requests
@@ -21,6 +31,7 @@ Both share ``Fetcher.blob_get``; the peer-to-peer source is in ``model/p2p.py``.
 """
 from __future__ import annotations
 
+import math
 from typing import Hashable
 
 import simpy
@@ -34,12 +45,24 @@ from vocab.scenario import Image, Layer
 RETRY_BACKOFF_S = 5.0   # moby: "Retrying in 5 seconds", 10, 15 ...
 
 
+class Fetched:
+    """A blob GET's outcome: true when every byte arrived; ``wire_bytes`` counts
+    every byte that crossed the network, retries and discarded downloads included."""
+
+    def __init__(self, ok: bool, wire_bytes: float):
+        self.ok, self.wire_bytes = ok, wire_bytes
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
 class Fetcher:
     """Moves bytes between hosts over the network, with TCP start-up if asked."""
 
     def __init__(self, env: simpy.Environment, topology: Topology, network: FlowNetwork,
-                 slow_start: bool, attempts: int, address: dict[str, Hashable],
-                 setup_rtts: tuple[float, float] = (0.0, 0.0)):
+                 slow_start: bool, attempts: int, address: dict[str, Hashable], *,
+                 backoff_s: float = RETRY_BACKOFF_S, read_timeout_s: float = math.inf,
+                 drip_lanes: list[int] | None = None, setup_rtts: tuple[float, float] = (0.0, 0.0)):
         self.env = env
         self.topology = topology
         self.network = network
@@ -48,6 +71,9 @@ class Fetcher:
         self.setup_rtts = setup_rtts if slow_start else (0.0, 0.0)
         self.attempts = attempts
         self.address = address   # node -> the address the registry sees (for its rate limit)
+        self.backoff_s = backoff_s
+        self.read_timeout_s = read_timeout_s
+        self.drip_lanes = drip_lanes if drip_lanes is not None else []  # free private links
 
     def flow(self, links: tuple[int, ...], size_bytes: float, rtt_s: float):
         """One stream of bytes along ``links`` (a SimPy generator)."""
@@ -65,22 +91,50 @@ class Fetcher:
 
     def blob_get(self, server: RegistryServer, rtt_s: float, links: tuple[int, ...],
                  size_bytes: int):
-        """GET one blob, with retries and Range resume; returns True when it all arrived."""
-        received = 0.0
+        """GET one blob, with retries and Range resume; returns a ``Fetched``."""
+        received = wire = 0.0
         for attempt in range(1, self.attempts + 1):
             yield from self.connect(rtt_s, self.setup_rtts[1])  # a fresh connection each attempt
             yield from server.request(rtt_s)
-            status, dropped_at = server.blob_answer()
-            if status == 200:
-                todo = size_bytes - received
-                part = todo if dropped_at is None else todo * dropped_at
+            fault = server.blob_answer()
+            kind = fault.kind if fault is not None else None
+            todo = size_bytes - received
+            wait_s = self.backoff_s * attempt   # the failures so far: this attempt's number
+            if kind is None:
+                yield from self.flow(links, todo, rtt_s)
+                return Fetched(True, wire + todo)
+            if kind == "drip":
+                yield from self._drip(links, todo, rtt_s)
+                return Fetched(True, wire + todo)
+            if kind == "429":
+                wait_s = server.spec.faults.retry_after_s
+            elif kind in ("cut", "stall"):
+                part = todo * fault.at
                 yield from self.flow(links, part, rtt_s)
-                received += part
-                if dropped_at is None:
-                    return True
+                received, wire = received + part, wire + part
+                if kind == "stall":
+                    stall_s = server.spec.faults.stall_s
+                    if stall_s < self.read_timeout_s:   # silence, then the rest
+                        yield self.env.timeout(stall_s)
+                        yield from self.flow(links, todo - part, rtt_s)
+                        return Fetched(True, wire + todo - part)
+                    yield self.env.timeout(self.read_timeout_s)
+            elif kind == "flip":
+                yield from self.flow(links, todo, rtt_s)
+                received, wire = 0.0, wire + todo       # discarded: start again from byte 0
             if attempt < self.attempts:
-                yield self.env.timeout(RETRY_BACKOFF_S * attempt)
-        return False
+                yield self.env.timeout(wait_s)
+        return Fetched(False, wire)
+
+    def _drip(self, links: tuple[int, ...], size_bytes: float, rtt_s: float):
+        """A dripping body: through a private link of the drip rate besides its path."""
+        if not self.drip_lanes:
+            raise RuntimeError("no free drip lane: the world made too few for its downloads")
+        lane = self.drip_lanes.pop()
+        try:
+            yield from self.flow(links + (lane,), size_bytes, rtt_s)
+        finally:
+            self.drip_lanes.append(lane)
 
 
 class RegistrySource:

@@ -43,10 +43,18 @@ class World:
         ips = scenario.network.public_ips
         address = {name: (f"ip-{i % ips}" if ips else name) for i, name in enumerate(names)}
         self.registry = RegistryServer(env, scenario.registry, costs, stream("registry"))
+        daemon_spec = scenario.daemon
+        faults = scenario.registry.faults
+        # a dripping body is capped by a private link: one per download slot in the world
+        drip_lanes = ([topology.add_link(faults.drip_Bps)
+                       for _ in range(len(names) * daemon_spec.max_concurrent_downloads)]
+                      if faults.drip_rate and faults.any else [])
         # the network is created once every link exists (P2P adds upload slots)
         self.fetcher = Fetcher(env, topology, None, scenario.network.slow_start,  # type: ignore[arg-type]
-                               scenario.daemon.max_download_attempts, address,
-                               (costs.tcp_setup_rtts_resolve, costs.tcp_setup_rtts_blob))
+                               daemon_spec.max_download_attempts, address,
+                               backoff_s=daemon_spec.retry_backoff_s,
+                               read_timeout_s=daemon_spec.read_timeout_s, drip_lanes=drip_lanes,
+                               setup_rtts=(costs.tcp_setup_rtts_resolve, costs.tcp_setup_rtts_blob))
         mode = scenario.distribution.mode
         if mode == "p2p":
             self.source = Swarm(self.fetcher, self.registry, scenario.distribution)
@@ -60,7 +68,6 @@ class World:
 
         images = {image.ref: image for image in scenario.images}
         layer_bytes = {name: layer.size_bytes for name, layer in scenario.layers().items()}
-        daemon_spec = scenario.daemon
         self.daemons: dict[str, Daemon] = {}
         for group in scenario.nodes:
             capacity = None if group.cache_mb is None else group.cache_mb * MB

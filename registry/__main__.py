@@ -2,13 +2,21 @@
 
     python -m registry serve --root DIR --listen 127.0.0.1:PORT
                              [--bandwidth-mbps X] [--rtt-ms Y] [--ready-file F]
-                             [--auth token] [--fail-once-after BYTES]
+                             [--auth token] [--faults SPEC] [--faults-seed N]
+                             [--faults-replication R]
+                             [--fail-once-after BYTES]
     python -m registry build SCENARIO.toml --root DIR [--cache-dir DIR]
 
 `serve` runs in the foreground, like `docker-registry serve`, until SIGTERM or
 SIGINT.  Once it listens it writes `HOST:PORT` to the ready file (so a port of
 0 can be discovered); the file is removed on exit.  A port already in use gives
 one line on stderr and exit status 2.  Logs (one line per request) go to stderr.
+
+`--faults` makes the registry misbehave on purpose (see `registry.faults` and
+the scenario key `[registry] faults`), e.g.
+`--faults "error_503_rate=0.1,stall_rate=0.1,stall_s=2"`, or
+`--faults FILE.toml` (a scenario, or a file of those keys alone).  A bad
+key or value is one line on stderr and exit status 2.
 """
 from __future__ import annotations
 
@@ -63,6 +71,17 @@ def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--ready-file", help="write HOST:PORT here once listening")
     serve.add_argument("--auth", choices=("none", "token"), default="none",
                        help="token: require bearer tokens from the built-in /token endpoint")
+    serve.add_argument("--faults", default="", metavar="SPEC",
+                       help="misbehave on layer blob GETs: KEY=VALUE,... with keys "
+                            "error_503_rate, rate_limit_429_rate, retry_after_s, stall_rate, "
+                            "stall_s, cut_rate, flip_rate, drip_rate, drip_kbps, max_faults "
+                            "(rates are fractions of GETs), or a TOML file (a scenario with "
+                            "[registry] faults, or those keys alone)")
+    serve.add_argument("--faults-seed", type=int, default=0, metavar="N",
+                       help="seed of the fault draws: with a scenario's seed (and "
+                            "--faults-replication) they are the draws of its model")
+    serve.add_argument("--faults-replication", type=int, default=0, metavar="R",
+                       help="draw the faults of the model's replication R (default 0)")
     serve.add_argument("--fail-once-after", type=int, default=None, metavar="BYTES",
                        help="(tests) cut the first blob body that reaches BYTES bytes")
 
@@ -71,7 +90,14 @@ def serve(args: argparse.Namespace) -> int:
     """Run the registry in the foreground until SIGTERM or SIGINT."""
     from registry.faults import Faults
     from registry.server import RegistryServer
+    from vocab.faults import parse_faults_spec
+    from vocab.schema import ScenarioError
 
+    try:
+        spec = parse_faults_spec(args.faults)
+    except ScenarioError as error:
+        sys.stderr.write(f"registry: {error}\n")
+        return EXIT_USAGE
     host, port = args.listen
     ready = Path(args.ready_file) if args.ready_file else None
     if ready:
@@ -79,7 +105,14 @@ def serve(args: argparse.Namespace) -> int:
     # Block the stop signals in every thread and wait for them here: no handler
     # ever runs in the middle of a lock, and the server threads inherit the mask.
     signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-    faults = Faults(cut_after_bytes=args.fail_once_after) if args.fail_once_after is not None else None
+    faults = None
+    if spec.any or args.fail_once_after is not None:
+        faults = Faults(cut_after_bytes=args.fail_once_after, spec=spec, seed=args.faults_seed,
+                        replication=args.faults_replication)
+        if spec.any:
+            logging.getLogger("registry").info("registry faults: %s (seed %d, replication %d)",
+                                               args.faults, args.faults_seed,
+                                               args.faults_replication)
     server = RegistryServer(args.root, host, port, args.bandwidth_mbps, args.rtt_ms,
                             auth=args.auth, faults=faults)
     try:

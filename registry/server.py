@@ -8,7 +8,7 @@ on the shared link.  Blob bodies go out with sendfile(2), straight from the
 page cache to the socket (zero-copy), in link-sized slices when the link is
 limited.  Request bodies (pushes) are read as streams (`registry.httpbody`).
 Optional: token auth (`auth="token"`, `registry.tokens`) and deliberate faults
-for tests (`registry.faults`).
+(`registry.faults`: 503, 429, stalls, cuts, flipped bytes, slow drips).
 
 One log line per request (logger "registry.server"), for example
 ``GET /v2/lecture/hello/blobs/sha256:ab12cd34ef56… 200 20000000 B 1.62 s``.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import re
 import socket
 import threading
@@ -26,7 +27,7 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 from registry.api import RegistryAPI, RegistryError, Response
-from registry.faults import Faults
+from registry.faults import Faults, Injection, body_steps
 from registry.httpbody import BodyError, RequestBody
 from registry.layout import RegistryLayout
 from registry.link import Link, LinkClosed
@@ -74,6 +75,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the rest of the body would be read as the next request
             response.headers["Connection"] = "close"
         self._sent_bytes, note = 0, ""
+        injection = self._injection(path, response)
+        if injection is not None:
+            note = f" (fault: {injection.describe()})"
+            response = injection.refusal() or response
         try:
             self.server.link.round_trip()
             self.send_response(response.status)
@@ -82,12 +87,20 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(response.body_bytes))
             self.end_headers()
             if self.command != "HEAD":
-                self._send_body(response)
+                self._send_body(response, injection)
         except (LinkClosed, ConnectionError, socket.timeout) as error:
             self.close_connection = True
-            note = f" (cut: {error})" if isinstance(error, _FaultCut) else " (abandoned)"
+            note = f" (cut: {error})" if isinstance(error, _FaultCut) else note + " (abandoned)"
         log.info("%s %s %d %d B %.2f s%s", self.command, _DIGEST_IN_PATH.sub(r"\1…", path),
                  response.status, self._sent_bytes, time.monotonic() - started_s, note)
+
+    def _injection(self, path: str, response: Response) -> Injection | None:
+        """The fault (if any) this GET of a blob body meets."""
+        faults = self.server.faults
+        if (faults is None or self.command != "GET" or response.file is None
+                or response.status not in (200, 206)):
+            return None
+        return faults.for_blob(path, response)
 
     def _drained(self, body: RequestBody | None) -> bool:
         """Read what a handler left of a refused request's body (up to DRAIN_BYTES),
@@ -101,8 +114,9 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         return body.finished
 
-    def _send_body(self, response: Response) -> None:
-        """Send the body, counting in `self._sent_bytes` what went out."""
+    def _send_body(self, response: Response, injection: Injection | None = None) -> None:
+        """Send the body, as `injection` (a fault) has it, counting in
+        `self._sent_bytes` what went out."""
         sender = self.server.link.sender()
         chunk_bytes = self.server.link.chunk_bytes
         if response.file is None:
@@ -113,20 +127,29 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(piece)
                 self._sent_bytes += len(piece)
             return
-        length = response.length
-        cut = self.server.faults.cut_point(length, self.path) if self.server.faults else None
-        if cut is not None:
-            length = cut
+        link = self.server.link
+        began_s = time.monotonic()
         with open(response.file, "rb") as blob:
-            while self._sent_bytes < length:
-                n_bytes = min(chunk_bytes, length - self._sent_bytes)
-                sender.wait_for_slot(n_bytes)
-                done = self.connection.sendfile(blob, response.offset + self._sent_bytes, n_bytes)
-                self._sent_bytes += done
-                if done < n_bytes:  # the file shrank under us: give up on this connection
-                    raise ConnectionAbortedError(f"{response.file} ended early")
-        if cut is not None:
-            raise _FaultCut(f"fault injected after {cut} of {response.length} bytes")
+            for step in body_steps(response.length, chunk_bytes, injection):
+                if step[0] == "send":
+                    _, start, n_bytes = step
+                    sender.wait_for_slot(n_bytes)
+                    done = self.connection.sendfile(blob, response.offset + start, n_bytes)
+                    self._sent_bytes += done
+                    if done < n_bytes:  # the file shrank under us: give up on this connection
+                        raise ConnectionAbortedError(f"{response.file} ended early")
+                elif step[0] == "pause":
+                    link.sleep_until(time.monotonic() + step[1])
+                elif step[0] == "pace":
+                    link.sleep_until(began_s + step[1])
+                elif step[0] == "flip":
+                    sender.wait_for_slot(1)
+                    byte = os.pread(blob.fileno(), 1, response.offset + step[1])
+                    self.wfile.write(bytes([byte[0] ^ 0xFF]))
+                    self._sent_bytes += 1
+                else:  # "cut"
+                    raise _FaultCut(f"fault injected after {self._sent_bytes} of "
+                                    f"{response.length} bytes")
 
     # http.server writes its own access log to stderr; route everything through logging.
     def log_request(self, code="-", size="-") -> None:

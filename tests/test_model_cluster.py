@@ -12,6 +12,8 @@ from model import Costs, simulate
 from model.simulation import simulate_replication
 from model.tcp import INITIAL_WINDOW_BYTES, slow_start_s
 from model.topology import REGISTRY, Topology
+from vocab.cluster import Registry
+from vocab.faults import Fault
 from vocab.scenario import parse_scenario
 from vocab.trace import parse_request_id, request_metrics
 
@@ -129,10 +131,11 @@ def test_kubelet_back_off_retries_until_the_window_reopens():
 
 
 class _ScriptedServer:
-    """A registry whose blob answers are given, to solve retries by hand."""
+    """A registry whose blob answers (faults) are given, to solve retries by hand."""
 
     def __init__(self, env, answers):
         self.env, self.answers = env, list(answers)
+        self.spec = Registry()
 
     def request(self, rtt_s):
         yield self.env.timeout(rtt_s)
@@ -153,7 +156,7 @@ def test_retries_back_off_and_resume_with_range():
     env = simpy.Environment()
     topo = Topology(s, FREE)
     fetcher = Fetcher(env, topo, FlowNetwork(env, topo.capacity_Bps), False, 5, {})
-    server = _ScriptedServer(env, [(200, 0.5), (503, None), (200, None)])
+    server = _ScriptedServer(env, [Fault("cut", 0.5), Fault("503"), None])
     result = []
 
     def go():
@@ -161,7 +164,7 @@ def test_retries_back_off_and_resume_with_range():
                                                    10_000_000)))
     env.process(go())
     env.run()
-    assert result == [True] and env.now == pytest.approx(16.3)
+    assert result[0].ok and env.now == pytest.approx(16.3)
 
 
 def test_a_layer_failing_every_attempt_fails_the_run():
@@ -170,7 +173,7 @@ def test_a_layer_failing_every_attempt_fails_the_run():
     body = ('[network]\nrtt_ms = 100\n[registry]\nerror_rate = 0.9999999\nrequest_ms = 0\n'
             + image("a:1", ("l", 1)) + step("run", "a:1"))
     rows, w = run(world(body))
-    assert w.registry.counts["503"] == 5
+    assert w.registry.faults.counts["503"] == 5
     (start, end) = spans(rows, "download")[("node", "l")]
     assert end - start == pytest.approx(50.5)
     assert not [r for r in rows if r.phase in ("extract", "create", "start")]

@@ -45,7 +45,7 @@ def test_the_library_has_the_lecture_topics():
     for topic in ("image-vs-container", "many-containers", "registry-hub", "registry-private",
                   "registry-mirror", "remote-daemon", "layer-sharing", "network-to-cpu",
                   "thundering-herd", "p2p-small", "cache-eviction", "rate-limited",
-                  "fanout-central-vs-p2p", "cache-pressure"):
+                  "fanout-central-vs-p2p", "cache-pressure", "faulty-registry"):
         assert f"scenarios/{topic}.toml" in names
 
 
@@ -164,6 +164,24 @@ def test_cache_eviction_pulls_the_least_recently_used_image_again():
     pulled = [metrics[f"s{step}-c0-r0"]["pull_s"] > 0 for step in range(6)]
     #         a     b     a      c     b (evicted)  c
     assert pulled == [True, True, False, True, True, False]
+
+
+def test_a_faulty_registry_slows_pulls_that_still_succeed():
+    path = SCENARIOS / "faulty-registry.toml"
+    rows = model.simulate(load_scenario(path), costs=Costs())
+    clean = request_metrics(model.simulate(load_scenario(path, overrides={"registry.faults": {}}),
+                                           costs=Costs()))
+    plain_pull_s = next(iter(clean.values()))["pull_s"]
+    metrics = request_metrics(rows)
+    assert len(metrics) == 3  # one cold run per replication, each with its own faults
+    for entry in metrics.values():
+        assert entry["startup_s"] is not None  # retried, resumed, verified: it runs
+        assert entry["pull_s"] > plain_pull_s + 1.0  # but a back-off or more later
+    sizes = {layer.name: layer.compressed_bytes for layer in load_scenario(path).layers().values()}
+    downloads = [r for r in rows if r.phase == "download"]
+    # a flipped byte: that layer crossed the network twice
+    assert any(r.bytes == 2 * sizes[r.layer] for r in downloads)
+    assert all(r.bytes in (sizes[r.layer], 2 * sizes[r.layer]) for r in downloads)
 
 
 def test_the_scenarios_command_lists_every_file_with_its_description():

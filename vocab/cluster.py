@@ -8,7 +8,9 @@ describes a cluster:
 * ``[[node]]`` groups of nodes (``count`` of them, named ``NAME-0`` ...), each
   with its access link, its image cache and the images cached at time 0;
 * ``[registry]``: how many requests it serves at once, its service time, token
-  auth, a pull rate limit (429) and injected failures (503, connection reset);
+  auth, a pull rate limit (429) and injected faults (``faults``, see
+  ``vocab/faults.py``; ``error_rate`` and ``reset_rate`` are the older names of
+  ``faults.error_503_rate`` and ``faults.cut_rate``);
 * ``[distribution]``: from the registry itself, through a pull-through mirror,
   or peer to peer in pieces.
 
@@ -22,6 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from vocab.faults import RegistryFaults, load_faults
 from vocab.schema import (Field, at_least_one, key_path, non_negative, one_of,
                           positive)
 
@@ -63,8 +66,7 @@ class Registry:
     request_ms: float | None = None  # service time per request; None: the model's calibrated cost
     auth: str = "none"
     rate_limit: RateLimit | None = None
-    error_rate: float = 0.0          # fraction of blob GETs answered 503
-    reset_rate: float = 0.0          # fraction of blob GETs whose connection drops midway
+    faults: RegistryFaults = RegistryFaults()  # 503, 429, stalls, cuts, flips, drips
 
 
 @dataclass(frozen=True)
@@ -97,8 +99,11 @@ REGISTRY = {"workers": Field(int, None, at_least_one),
             "request_ms": Field(float, None, non_negative),
             "auth": Field(str, "none", one_of(*AUTHS)),
             "rate_limit": Field(dict, None),
+            "faults": Field(dict, {}),
+            # older names of faults.error_503_rate and faults.cut_rate
             "error_rate": Field(float, 0.0, _fraction),
             "reset_rate": Field(float, 0.0, _fraction)}
+_ALIASES = {"error_rate": "error_503_rate", "reset_rate": "cut_rate"}
 RATE_LIMIT = {"pulls": Field(int, check=at_least_one),
               "window_s": Field(float, check=positive)}
 DISTRIBUTION = {"mode": Field(str, "registry", one_of(*MODES)),
@@ -115,6 +120,8 @@ NETWORK_EXTRA = {"topology": Field(str, "star", one_of(*TOPOLOGIES)),
                  "public_ips": Field(int, None, at_least_one),
                  "slow_start": Field(bool, False)}
 DAEMON_EXTRA = {"max_download_attempts": Field(int, 5, at_least_one),
+                "retry_backoff_s": Field(float, 5.0, non_negative),
+                "read_timeout_s": Field(float, 60.0, positive),
                 "extract": Field(str, "serial", one_of("serial", "parallel")),
                 "cores": Field(int, None, at_least_one),
                 "api_workers": Field(int, None, at_least_one)}
@@ -161,8 +168,12 @@ def load_nodes(raw: list, table: Table, fail: Fail, refs: list[str],
     return tuple(groups)
 
 
-def load_registry(raw: dict, table: Table) -> Registry:
+def load_registry(raw: dict, table: Table, fail: Fail) -> Registry:
     values = table(raw, REGISTRY, "registry")
+    preset = {new: values.pop(old) for old, new in _ALIASES.items() if old in raw}
+    for old in _ALIASES:
+        values.pop(old, None)
+    values["faults"] = load_faults(values["faults"], table, fail, "registry.faults", preset)
     if values["rate_limit"] is not None:
         values["rate_limit"] = RateLimit(**table(values["rate_limit"], RATE_LIMIT,
                                                  "registry.rate_limit"))

@@ -82,6 +82,8 @@ class Network:
 class Daemon:
     max_concurrent_downloads: int  # dockerd's default is 3
     max_download_attempts: int = 5  # dockerd's default
+    retry_backoff_s: float = 5.0    # dockerd waits this x the failures so far before a retry
+    read_timeout_s: float = 60.0    # a blob connection silent this long is given up (docksim's)
     extract: str = "serial"         # "serial" (Docker: bottom to top) | "parallel"
     cores: int | None = None        # CPUs for extraction; None: no contention
     api_workers: int | None = None  # Engine API requests handled at once; None: no limit
@@ -272,7 +274,8 @@ class _Loader:
         names = [name for group in nodes for name in group.names()]
         return Scenario(**head, network=network, daemon=daemon, images=images,
                         steps=self.steps(top["step"], images, names), source=self.source,
-                        nodes=nodes, registry=load_registry(top["registry"], self.table),
+                        nodes=nodes,
+                        registry=load_registry(top["registry"], self.table, self.fail),
                         distribution=load_distribution(top["distribution"], self.table))
 
 
