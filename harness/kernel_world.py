@@ -46,15 +46,22 @@ def measure_on_kernel_network(scenario: Scenario, work: Path, names: dict[str, s
     rows: list[PhaseRow] = []
     progress(f"building a kernel network of {len(nodes)} node(s)")
     with build_network(nodes, access, uplink, rtt_ms=scenario.network.rtt_ms) as net:
-        listen = f"{net.registry_addr}:{REGISTRY_PORT}"
-        with serve_registry(scenario, work / "registry", work, popen=partial(net.popen, net.registry_ns),
-                            listen=listen, shape=False) as registry_url:
+        def registry(replication: int):
+            return serve_registry(scenario, work / "registry", work,
+                                  popen=partial(net.popen, net.registry_ns),
+                                  listen=f"{net.registry_addr}:{REGISTRY_PORT}", shape=False,
+                                  replication=replication)
+        # with faults, a registry per replication draws that replication's faults
+        each = scenario.registry.faults.any
+        with ExitStack() as shared:
+            shared_url = None if each else shared.enter_context(registry(0))
             for replication in range(scenario.replications):
                 progress(f"replication {replication + 1} of {scenario.replications}")
-                with ExitStack() as daemons:
-                    sockets = {node: daemons.enter_context(
+                with ExitStack() as stack:
+                    registry_url = shared_url or stack.enter_context(registry(replication))
+                    sockets = {node: stack.enter_context(
                         start_engine(scenario, registry_url, work, replication, node=node,
-                                   popen=partial(net.popen, net.node_ns[node])))
+                                     popen=partial(net.popen, net.node_ns[node])))
                         for node in nodes}
                     ctx = RunContext(scenario, "", replication, engine, names, sizes,
                                      node=nodes[0], sockets=sockets)
