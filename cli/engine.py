@@ -21,7 +21,8 @@ def cmd_daemon(args, console) -> int:
     argv = [sys.executable, "-m", "launcher", "--socket", args.socket, "--root", args.root,
             "--registry", args.registry,
             "--max-concurrent-downloads", str(args.max_concurrent_downloads),
-            "--extract", args.extract, "--log-level", args.log_level]
+            "--extract", args.extract, "--log-level", args.log_level,
+            "--max-layer-mb", str(args.max_layer_mb)]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT), env.get("PYTHONPATH")]))
     sys.stdout.flush()
@@ -40,5 +41,7 @@ def register(sub) -> None:
     p.add_argument("--max-concurrent-downloads", type=int, default=3)
     p.add_argument("--extract", choices=("serial", "parallel"), default="serial",
                    help="layers bottom to top (Docker) or each as its bytes arrive")
+    p.add_argument("--max-layer-mb", type=float, default=10_000,
+                   help="refuse a layer whose uncompressed tar passes this many MB; 0: no limit")
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(func=cmd_daemon)

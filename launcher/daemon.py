@@ -40,10 +40,11 @@ ROOTLESS_REASON = "rootless mode: no cgroups without root privileges"
 
 class Daemon:
     def __init__(self, root: Path, default_registry: str, max_concurrent_downloads: int = 3,
-                 rootless: bool = False, extract: str = "serial"):
+                 rootless: bool = False, extract: str = "serial",
+                 max_layer_bytes: int | None = None):
         self.root = Path(root)
         self.rootless = rootless
-        self.store = Store(self.root)
+        self.store = Store(self.root, max_layer_bytes=max_layer_bytes)
         self.phases = PhaseLog()
         self.events = EventLog()
         self.cgroups = CgroupManager(ROOTLESS_REASON if rootless else "")

@@ -40,7 +40,7 @@ def enter_user_namespace() -> None:
 
 def serve_foreground(socket_path: str, root: str, registry: str,
                      max_concurrent_downloads: int = 3, log_level: str = "INFO",
-                     extract: str = "serial") -> int:
+                     extract: str = "serial", max_layer_bytes: int | None = None) -> int:
     """Run the daemon until SIGTERM/SIGINT; the exit status."""
     from launcher.http import socket_in_use
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
@@ -61,7 +61,8 @@ def serve_foreground(socket_path: str, root: str, registry: str,
                     "--memory, --pids-limit and --cpus are ignored", uid)
     from launcher.daemon import Daemon  # imported late: nothing may run before the unshare
     Path(root).mkdir(parents=True, exist_ok=True)
-    daemon = Daemon(root, registry, max_concurrent_downloads, rootless=rootless, extract=extract)
+    daemon = Daemon(root, registry, max_concurrent_downloads, rootless=rootless, extract=extract,
+                    max_layer_bytes=max_layer_bytes)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: daemon.shutdown())
     try:

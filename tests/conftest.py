@@ -196,8 +196,8 @@ def _answers(path: Path) -> bool:
 
 
 @contextmanager
-def running_daemon(registry_url: str, work: Path,
-                   max_concurrent_downloads: int = 3) -> Iterator[DaemonProcess]:
+def running_daemon(registry_url: str, work: Path, max_concurrent_downloads: int = 3,
+                   extra_args: tuple[str, ...] = ()) -> Iterator[DaemonProcess]:
     """Start the daemon in `work`, wait until its socket answers; on the way out
     SIGTERM it, wait for it, check no overlay is left mounted below `work`, and
     delete its store."""
@@ -205,7 +205,7 @@ def running_daemon(registry_url: str, work: Path,
     daemon = DaemonProcess(None, work / "d.sock", work / "root", work / "daemon.log")
     argv = [sys.executable, "-m", "launcher", "--socket", str(daemon.socket),
             "--root", str(daemon.root), "--registry", registry_url,
-            "--max-concurrent-downloads", str(max_concurrent_downloads)]
+            "--max-concurrent-downloads", str(max_concurrent_downloads), *extra_args]
     with open(daemon.log, "wb") as log:
         daemon.proc = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL)
@@ -234,12 +234,14 @@ def running_daemon(registry_url: str, work: Path,
 
 @pytest.fixture
 def start_daemon(tmp_path_factory):
-    """A factory: `start_daemon(registry_url, max_concurrent_downloads=3)` starts a
-    fresh daemon with an empty store; all are stopped when the test ends."""
+    """A factory: `start_daemon(registry_url, max_concurrent_downloads=3, extra_args=())`
+    starts a fresh daemon with an empty store; all are stopped when the test ends."""
     with ExitStack() as stack:
-        def start(registry_url: str, max_concurrent_downloads: int = 3) -> DaemonProcess:
+        def start(registry_url: str, max_concurrent_downloads: int = 3,
+                  extra_args: tuple[str, ...] = ()) -> DaemonProcess:
             return stack.enter_context(running_daemon(
-                registry_url, tmp_path_factory.mktemp("daemon"), max_concurrent_downloads))
+                registry_url, tmp_path_factory.mktemp("daemon"), max_concurrent_downloads,
+                extra_args))
 
         yield start
 
