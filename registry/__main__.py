@@ -3,6 +3,7 @@
     python -m registry serve --root DIR --listen 127.0.0.1:PORT
                              [--bandwidth-mbps X] [--rtt-ms Y] [--ready-file F]
                              [--auth token] [--fail-once-after BYTES]
+                             [--max-blob-mb MB] [--upload-idle-s S]
     python -m registry build SCENARIO.toml --root DIR [--cache-dir DIR]
 
 `serve` runs in the foreground, like `docker-registry serve`, until SIGTERM or
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from registry.layout import write_atomic
 from registry.server import NAMESPACE_NET, allowed_address
+from registry.uploads import IDLE_LIMIT_S
 
 EXIT_USAGE = 2
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
@@ -65,6 +67,10 @@ def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
                        help="token: require bearer tokens from the built-in /token endpoint")
     serve.add_argument("--fail-once-after", type=int, default=None, metavar="BYTES",
                        help="(tests) cut the first blob body that reaches BYTES bytes")
+    serve.add_argument("--max-blob-mb", type=_positive, default=None,
+                       help="refuse a pushed blob larger than this many MB (10^6 bytes); default: no limit")
+    serve.add_argument("--upload-idle-s", type=_positive, default=IDLE_LIMIT_S,
+                       help="drop an upload session (and its bytes) idle for this long")
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -80,8 +86,10 @@ def serve(args: argparse.Namespace) -> int:
     # ever runs in the middle of a lock, and the server threads inherit the mask.
     signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
     faults = Faults(cut_after_bytes=args.fail_once_after) if args.fail_once_after is not None else None
+    max_blob_bytes = round(args.max_blob_mb * 1_000_000) if args.max_blob_mb else None
     server = RegistryServer(args.root, host, port, args.bandwidth_mbps, args.rtt_ms,
-                            auth=args.auth, faults=faults)
+                            auth=args.auth, faults=faults, upload_idle_s=args.upload_idle_s,
+                            max_blob_bytes=max_blob_bytes)
     try:
         server.start()
     except OSError as error:
