@@ -24,7 +24,8 @@ def cmd_daemon(args, console) -> int:
             "--extract", args.extract, "--log-level", args.log_level,
             "--max-download-attempts", str(args.max_download_attempts),
             "--retry-backoff-s", str(args.retry_backoff_s),
-            "--read-timeout-s", str(args.read_timeout_s)] + (["--durable"] if args.durable else [])
+            "--read-timeout-s", str(args.read_timeout_s),
+            "--max-layer-mb", str(args.max_layer_mb)] + (["--durable"] if args.durable else [])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT), env.get("PYTHONPATH")]))
     sys.stdout.flush()

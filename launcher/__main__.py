@@ -9,6 +9,10 @@ import sys
 from launcher.download import RetryPolicy
 from launcher.service import serve_foreground
 
+# one layer's uncompressed tar may not pass this (dockerd has no cap; docksim's
+# daemon pulls from the network as root, so a gzip bomb must stop somewhere)
+DEFAULT_MAX_LAYER_MB = 10_000
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
@@ -28,15 +32,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="wait this x the failures so far before a retry (dockerd: 5)")
     parser.add_argument("--read-timeout-s", type=_positive, default=60.0,
                         help="give up on a blob connection silent this long, and resume")
+    parser.add_argument("--max-layer-mb", type=float, default=DEFAULT_MAX_LAYER_MB,
+                        help="refuse a layer whose uncompressed tar passes this many MB "
+                             "(10^6 bytes); 0: no limit")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--durable", action="store_true",
                         help="fsync every blob, layer and record (and its directory) before and "
                              "after it takes its name, so the store survives a power loss too")
     args = parser.parse_args(argv)
+    if args.max_layer_mb < 0:
+        parser.error(f"--max-layer-mb: must not be negative, not {args.max_layer_mb:g}")
+    max_layer_bytes = round(args.max_layer_mb * 1_000_000) if args.max_layer_mb else None
     retry = RetryPolicy(args.max_download_attempts, args.retry_backoff_s, args.read_timeout_s)
     return serve_foreground(args.socket, args.root, args.registry,
                             args.max_concurrent_downloads, args.log_level, extract=args.extract,
-                            retry=retry, durable=args.durable)
+                            retry=retry, durable=args.durable,
+                            max_layer_bytes=max_layer_bytes)
 
 
 def _number(text: str, ok, what: str, kind=float):

@@ -41,10 +41,10 @@ ROOTLESS_REASON = "rootless mode: no cgroups without root privileges"
 class Daemon:
     def __init__(self, root: Path, default_registry: str, max_concurrent_downloads: int = 3,
                  rootless: bool = False, extract: str = "serial", retry=None,
-                 durable: bool = False):
+                 durable: bool = False, max_layer_bytes: int | None = None):
         self.root = Path(root)
         self.rootless = rootless
-        self.store = Store(self.root, durable=durable)
+        self.store = Store(self.root, durable=durable, max_layer_bytes=max_layer_bytes)
         self.phases = PhaseLog()
         self.events = EventLog()
         self.cgroups = CgroupManager(ROOTLESS_REASON if rootless else "")

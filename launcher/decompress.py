@@ -9,6 +9,11 @@ out is the layer's diff_id, checked by the store after the tar's end.
 
 gzip: one or more members (RFC 1952), CRC and length checked by zlib.
 zstd: one or more frames (RFC 8878), content checksums checked by libzstd.
+
+`max_bytes` caps the whole uncompressed stream: a gzip bomb (a few hundred kB
+that inflate to gigabytes) stops with `TooLarge` at the cap, before the chunk
+that would cross it is handed out.  dockerd has no such cap; the daemon sets
+one (``--max-layer-mb``) because its layers come from the network.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from typing import Callable
 import zstandard
 
 from launcher.manifest import GZIP_MAGIC
+from launcher.zstdframes import FrameTracker
 
 CHUNK_BYTES = 1 << 20       # at most this much uncompressed output per chunk
 INPUT_BYTES = 256 * 1024    # compressed input per read: small tails to carry over
@@ -28,6 +34,10 @@ Read = Callable[[int], bytes]  # read(n): up to n bytes, b"" at the end
 
 class BrokenData(Exception):
     """The compressed stream is corrupt or ends early; the text says how."""
+
+
+class TooLarge(Exception):
+    """The uncompressed stream grew past its cap; the text gives the cap."""
 
 
 class _Plain:
@@ -76,25 +86,37 @@ class _Gzip:
 
 
 class _Zstd:
-    """zstd frames, one after another, through libzstd's bounded reader."""
+    """zstd frames, one after another, through libzstd's bounded reader; a stream
+    that ends inside a frame is refused (libzstd's reader alone would not notice)."""
 
     def __init__(self, read: Read):
-        source = _ReadAdapter(read)
+        self._frames = FrameTracker()
+        source = _ReadAdapter(read, self._frames)
         self._reader = zstandard.ZstdDecompressor().stream_reader(
             source, read_size=INPUT_BYTES, read_across_frames=True)
 
     def next(self) -> bytes:
         try:
-            return self._reader.read(CHUNK_BYTES)
+            out = self._reader.read(CHUNK_BYTES)
         except zstandard.ZstdError as exc:
             raise BrokenData(f"zstd: {exc}") from None
+        if not out and self._frames.truncated:
+            raise BrokenData("zstd stream ends in the middle of a frame (truncated)")
+        return out
 
 
 class _ReadAdapter:
-    """The file-like face libzstd's reader wants, over a read function."""
+    """The file-like face libzstd's reader wants, over a read function; every byte
+    also goes past the frame tracker."""
 
-    def __init__(self, read: Read):
-        self.read = read
+    def __init__(self, read: Read, frames: FrameTracker):
+        self._read = read
+        self._frames = frames
+
+    def read(self, n: int) -> bytes:
+        data = self._read(n)
+        self._frames.feed(data)
+        return data
 
 
 _KINDS = {"": _Plain, "gzip": _Gzip, "zstd": _Zstd}
@@ -103,16 +125,21 @@ _KINDS = {"": _Plain, "gzip": _Gzip, "zstd": _Zstd}
 class TarStream:
     """The uncompressed tar stream of one layer blob, with its running sha256."""
 
-    def __init__(self, read: Read, compression: str):
+    def __init__(self, read: Read, compression: str, max_bytes: int | None = None):
         if compression not in _KINDS:
             raise ValueError(f"unsupported layer compression {compression!r}")
         self._source = _KINDS[compression](read)
         self.sha256 = hashlib.sha256()
         self.bytes_out = 0
+        self.max_bytes = max_bytes
 
     def read_chunk(self) -> bytes:
-        """The next piece of the tar stream (at most CHUNK_BYTES), b"" at its end."""
+        """The next piece of the tar stream (at most CHUNK_BYTES), b"" at its end.
+        Raises `TooLarge` instead of a piece that would pass `max_bytes`."""
         chunk = self._source.next()
+        if self.max_bytes is not None and self.bytes_out + len(chunk) > self.max_bytes:
+            raise TooLarge(f"uncompressed size passes the limit of {self.max_bytes} bytes "
+                           f"(a gzip bomb, or a layer bigger than the daemon allows)")
         if chunk:
             self.sha256.update(chunk)
             self.bytes_out += len(chunk)

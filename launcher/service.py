@@ -40,7 +40,8 @@ def enter_user_namespace() -> None:
 
 def serve_foreground(socket_path: str, root: str, registry: str,
                      max_concurrent_downloads: int = 3, log_level: str = "INFO",
-                     extract: str = "serial", retry=None, durable: bool = False) -> int:
+                     extract: str = "serial", retry=None, durable: bool = False,
+                     max_layer_bytes: int | None = None) -> int:
     """Run the daemon until SIGTERM/SIGINT; the exit status."""
     from launcher.http import socket_in_use
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
@@ -66,7 +67,7 @@ def serve_foreground(socket_path: str, root: str, registry: str,
         print(f"docksim daemon: {root} is in use by another daemon", file=sys.stderr)
         return 2
     daemon = Daemon(root, registry, max_concurrent_downloads, rootless=rootless, extract=extract,
-                    retry=retry, durable=durable)
+                    retry=retry, durable=durable, max_layer_bytes=max_layer_bytes)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: daemon.shutdown())
     try:

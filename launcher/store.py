@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Callable
 
 from launcher import linux
-from launcher.decompress import BrokenData, TarStream
+from launcher.decompress import BrokenData, TarStream, TooLarge
 from launcher.images import ImageRecords, normalize_ref
 from launcher.manifest import layer_compression
 from launcher.storefiles import digest_hex, fsync_dir, fsync_path, write_json
@@ -68,11 +68,15 @@ class Store:
     ``durable=True`` fsyncs blobs, layers and records before renaming them into place
     (containerd does this on commit); off by default, because renames are already
     atomic against a daemon crash and fsync costs milliseconds per file.
+    ``max_layer_bytes`` caps one layer's uncompressed tar (None: no cap, as dockerd);
+    a layer past it fails to register, like any other bad layer.
     """
 
-    def __init__(self, root: Path, durable: bool = False) -> None:
+    def __init__(self, root: Path, durable: bool = False,
+                 max_layer_bytes: int | None = None) -> None:
         self.root = Path(root).resolve()
         self.durable = durable
+        self.max_layer_bytes = max_layer_bytes
         self._tmp = self.root / "tmp"
         self._blobs = self.root / "blobs" / "sha256"
         self._layers = self.root / "layers" / "sha256"
@@ -222,12 +226,14 @@ class Store:
         diff = work / "diff"
         diff.mkdir(mode=0o755)
         head, read = _peeked(read)
-        tar = TarStream(read, layer_compression(media_type, head))
+        tar = TarStream(read, layer_compression(media_type, head), self.max_layer_bytes)
         try:
             size = unpack_layer(tar.read_chunk, diff)
             tar.drain()
         except BrokenData as exc:  # truncated or corrupt compressed data
             raise LayerError(f"layer {diff_id}: broken compressed data: {exc}") from None
+        except TooLarge as exc:
+            raise LayerError(f"layer {diff_id}: {exc}") from None
         except LayerError as exc:
             raise LayerError(f"layer {diff_id}: {exc}") from None
         if tar.diff_id != diff_id:

@@ -13,9 +13,17 @@ Sparse files (GNU `S` or PAX `GNU.sparse.*`) are refused: no image builder
 writes them and a sparse map is one more way to lie about sizes.  Types with
 no data (links, directories, devices, fifos) carry none whatever their size
 field says, as in Go's reader.
+
+Headers come from the network, so their size is bounded: one metadata record
+(PAX data, a GNU long name) is at most `MAX_METADATA_BYTES`, and so is all the
+PAX data that applies to one entry (local records add up; so do global ones).
+Numbers must fit what the kernel takes (uid and gid below 2**32 - 1, an mtime
+that is a finite number of seconds a 64-bit nanosecond count can hold), else
+the entry is refused by name instead of failing deep inside a system call.
 """
 from __future__ import annotations
 
+import math
 import os
 import tarfile
 from typing import Callable, Iterator
@@ -26,6 +34,17 @@ _HEADER_ONLY = {tarfile.LNKTYPE, tarfile.SYMTYPE, tarfile.CHRTYPE, tarfile.BLKTY
                 tarfile.DIRTYPE, tarfile.FIFOTYPE}
 _PAX_INT = {"size": "size", "uid": "uid", "gid": "gid"}
 _PAX_STR = {"path": "name", "linkpath": "linkname", "uname": "uname", "gname": "gname"}
+MAX_METADATA_BYTES = 1 << 20     # one PAX record set or long name, and all PAX data of one entry
+MAX_ID = 2**32 - 2               # (uid_t)-1 means "leave unchanged" to chown(2)
+MAX_MTIME_S = 2**63 // 10**9 - 1  # utimensat takes nanoseconds in 64 bits
+_SHOWN_CHARS = 120               # a name in a message is cut to this, so the message stays one line
+
+
+def shown(name: str) -> str:
+    """A tar name for an error message: its repr, cut when it is very long."""
+    if len(name) <= _SHOWN_CHARS:
+        return repr(name)
+    return repr(name[:_SHOWN_CHARS]) + f"...({len(name)} chars)"
 
 
 class TarFormatError(Exception):
@@ -54,7 +73,7 @@ def _parse_pax(data: bytes, where: str) -> dict[str, str]:
 def _apply_pax(info: tarfile.TarInfo, pax: dict[str, str]) -> None:
     for key, value in pax.items():
         if key.startswith("GNU.sparse."):
-            raise TarFormatError(f"entry {info.name!r}: sparse files are not supported")
+            raise TarFormatError(f"entry {shown(info.name)}: sparse files are not supported")
         try:
             if key in _PAX_STR:
                 setattr(info, _PAX_STR[key], value)
@@ -63,9 +82,19 @@ def _apply_pax(info: tarfile.TarInfo, pax: dict[str, str]) -> None:
             elif key == "mtime":
                 info.mtime = float(value)
         except ValueError:
-            raise TarFormatError(f"entry {info.name!r}: bad pax value {key}={value!r}") from None
+            raise TarFormatError(f"entry {shown(info.name)}: bad pax value {key}={shown(value)}") from None
     if info.type == tarfile.DIRTYPE:
         info.name = info.name.rstrip("/")
+
+
+def _check_numbers(info: tarfile.TarInfo) -> None:
+    """Refuse owner ids and times the kernel would reject or misread (GNU base-256
+    and PAX fields can hold any number, negative ones included)."""
+    for what, value in (("uid", info.uid), ("gid", info.gid)):
+        if not 0 <= value <= MAX_ID:
+            raise TarFormatError(f"entry {shown(info.name)}: {what} {value} out of range")
+    if not (math.isfinite(info.mtime) and abs(info.mtime) <= MAX_MTIME_S):
+        raise TarFormatError(f"entry {shown(info.name)}: mtime {info.mtime} out of range")
 
 
 class TarReader:
@@ -103,7 +132,7 @@ class TarReader:
             if not self._fill():
                 if need == n:
                     return None
-                raise TarFormatError(f"entry {self._name!r}: archive ends early")
+                raise TarFormatError(f"entry {shown(self._name)}: archive ends early")
             take = min(need, len(self._buf) - self._pos)
             parts.append(self._buf[self._pos:self._pos + take])
             self._pos += take
@@ -113,7 +142,7 @@ class TarReader:
     def _skip(self, n: int) -> None:
         while n:
             if not self._fill():
-                raise TarFormatError(f"entry {self._name!r}: archive ends early")
+                raise TarFormatError(f"entry {shown(self._name)}: archive ends early")
             take = min(n, len(self._buf) - self._pos)
             self._pos += take
             n -= take
@@ -123,7 +152,7 @@ class TarReader:
         written = 0
         while self._remaining:
             if not self._fill():
-                raise TarFormatError(f"entry {self._name!r}: data ends early")
+                raise TarFormatError(f"entry {shown(self._name)}: data ends early")
             take = min(self._remaining, len(self._buf) - self._pos)
             view = memoryview(self._buf)[self._pos:self._pos + take]
             while view:
@@ -135,19 +164,27 @@ class TarReader:
 
     def _data(self, size: int) -> bytes:
         """A metadata member's data (PAX records, a long name), padding skipped."""
-        if size > 1 << 20:
-            raise TarFormatError(f"entry {self._name!r}: metadata record of {size} bytes")
+        if size > MAX_METADATA_BYTES:
+            raise TarFormatError(f"entry {shown(self._name)}: metadata record of {size} bytes "
+                                 f"(the limit is {MAX_METADATA_BYTES})")
         data = self._read_exact(size) if size else b""
         if data is None:
-            raise TarFormatError(f"entry {self._name!r}: archive ends early")
+            raise TarFormatError(f"entry {shown(self._name)}: archive ends early")
         self._skip(-size % BLOCK)
         return data
+
+    def _check_metadata_total(self, total: int) -> None:
+        # many small PAX headers in a row must not add up to more than one big one
+        if total > MAX_METADATA_BYTES:
+            raise TarFormatError(f"entry {shown(self._name)}: {total} bytes of pax headers "
+                                 f"(the limit is {MAX_METADATA_BYTES})")
 
     # -- members ------------------------------------------------------------------
 
     def members(self) -> Iterator[tarfile.TarInfo]:
         global_pax: dict[str, str] = {}
         local_pax: dict[str, str] = {}
+        global_bytes = local_bytes = 0  # PAX data read so far, against MAX_METADATA_BYTES
         long_name = long_link = None
         while True:
             self._skip(self._remaining + self._padding)
@@ -158,28 +195,35 @@ class TarReader:
             try:
                 info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
             except tarfile.HeaderError as exc:
-                raise TarFormatError(f"after entry {self._name!r}: corrupt tar header ({exc})") from None
+                raise TarFormatError(f"after entry {shown(self._name)}: corrupt tar header ({exc})") from None
             self._name = info.name
             if info.type == tarfile.XHDTYPE:
-                local_pax.update(_parse_pax(self._data(info.size), f"entry {info.name!r}"))
+                data = self._data(info.size)
+                local_bytes += len(data)
+                self._check_metadata_total(local_bytes)
+                local_pax.update(_parse_pax(data, f"entry {shown(info.name)}"))
             elif info.type == tarfile.XGLTYPE:
-                global_pax.update(_parse_pax(self._data(info.size), f"entry {info.name!r}"))
+                data = self._data(info.size)
+                global_bytes += len(data)
+                self._check_metadata_total(global_bytes)
+                global_pax.update(_parse_pax(data, f"entry {shown(info.name)}"))
             elif info.type == tarfile.GNUTYPE_LONGNAME:
                 long_name = self._data(info.size).rstrip(b"\0").decode("utf-8", "surrogateescape")
             elif info.type == tarfile.GNUTYPE_LONGLINK:
                 long_link = self._data(info.size).rstrip(b"\0").decode("utf-8", "surrogateescape")
             elif info.type == tarfile.GNUTYPE_SPARSE:
-                raise TarFormatError(f"entry {info.name!r}: sparse files are not supported")
+                raise TarFormatError(f"entry {shown(info.name)}: sparse files are not supported")
             else:
                 if long_name is not None:
                     info.name = long_name.rstrip("/") if info.type == tarfile.DIRTYPE else long_name
                 if long_link is not None:
                     info.linkname = long_link
                 _apply_pax(info, {**global_pax, **local_pax})
-                local_pax, long_name, long_link = {}, None, None
+                _check_numbers(info)
+                local_pax, local_bytes, long_name, long_link = {}, 0, None, None
                 size = 0 if info.type in _HEADER_ONLY else info.size
                 if size < 0:
-                    raise TarFormatError(f"entry {info.name!r}: negative size")
+                    raise TarFormatError(f"entry {shown(info.name)}: negative size")
                 self._name = info.name
                 self._remaining, self._padding = size, -size % BLOCK
                 yield info

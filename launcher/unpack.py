@@ -21,6 +21,13 @@ and whiteouts naming ``.`` or ``..``.  The one device node allowed is a characte
 device 0/0: that *is* a whiteout, in the overlay form some tools already write.
 Extended attributes from the tar (``SCHILY.xattr.*``) are not applied: a hostile
 ``trusted.overlay.*`` xattr could redirect overlayfs lookups.
+
+Device nodes are refused rather than created (dockerd running as root creates
+them; rootless dockerd skips them because it cannot): layers come from the
+network, and the runtime gives every container its own ``/dev``.  Names longer
+than the kernel takes (a component over ``NAME_MAX``, a path over ``PATH_MAX``)
+and any other error of a system call are reported naming the entry, and the
+caller (``launcher.store``) removes what was written.
 """
 from __future__ import annotations
 
@@ -32,7 +39,7 @@ import tarfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from launcher.tarstream import TarFormatError, TarReader
+from launcher.tarstream import TarFormatError, TarReader, shown
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +47,8 @@ WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
 _CHUNK_BYTES = 1 << 20
+NAME_MAX_BYTES = 255     # one path component (Linux NAME_MAX)
+PATH_MAX_BYTES = 4096    # a whole path given to a system call, with its NUL (Linux PATH_MAX)
 
 _DIR, _FILE, _SYMLINK, _WHITEOUT = "dir", "file", "symlink", "whiteout"
 
@@ -49,19 +58,29 @@ class LayerError(Exception):
 
 
 def _refuse(member_name: str, reason: str) -> LayerError:
-    return LayerError(f"entry {member_name!r}: {reason}")
+    return LayerError(f"entry {shown(member_name)}: {reason}")
+
+
+def _normalise(raw: str) -> str:
+    """A tar path as 'a/b/c' relative to the layer root; ValueError says why not."""
+    if raw.startswith("/"):
+        raise ValueError("absolute path")
+    if "\0" in raw:
+        raise ValueError("NUL byte in the name")
+    parts = [p for p in raw.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise ValueError("path leaves the layer")
+    if any(len(os.fsencode(p)) > NAME_MAX_BYTES for p in parts):
+        raise ValueError(f"a name component is longer than {NAME_MAX_BYTES} bytes")
+    return "/".join(parts)
 
 
 def _clean_name(raw: str) -> str:
     """Normalise a tar path to 'a/b/c' relative to the layer root, or raise."""
-    if raw.startswith("/"):
-        raise _refuse(raw, "absolute path")
-    if "\0" in raw:
-        raise _refuse(raw, "NUL byte in the name")
-    parts = [p for p in raw.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise _refuse(raw, "path leaves the layer")
-    return "/".join(parts)
+    try:
+        return _normalise(raw)
+    except ValueError as exc:
+        raise _refuse(raw, str(exc)) from None
 
 
 class _Applier:
@@ -77,6 +96,10 @@ class _Applier:
 
     def _abs(self, rel: str) -> str:
         return os.path.join(self.dest, rel) if rel else self.dest
+
+    def _check_length(self, raw: str, rel: str) -> None:
+        if len(os.fsencode(self._abs(rel))) >= PATH_MAX_BYTES:
+            raise _refuse(raw, f"path is longer than {PATH_MAX_BYTES} bytes under the layer directory")
 
     def _ensure_parents(self, raw: str, rel: str) -> None:
         """Make sure every parent of ``rel`` is a real directory we created.
@@ -121,6 +144,7 @@ class _Applier:
         rel = _clean_name(raw)
         if not rel:
             return  # the layer root itself ("./"): dest already exists
+        self._check_length(raw, rel)
         base = rel.rsplit("/", 1)[-1]
         if base.startswith(WHITEOUT_PREFIX):
             self._whiteout(raw, rel, base, member)
@@ -139,7 +163,7 @@ class _Applier:
         elif member.isreg():
             self._regular(tar, rel, member)
         elif member.issym():
-            self._symlink(rel, member)
+            self._symlink(raw, rel, member)
         elif member.islnk():
             self._hardlink(raw, rel, member)
         else:
@@ -179,8 +203,12 @@ class _Applier:
             os.close(fd)
         self.bytes_written += member.size
 
-    def _symlink(self, rel: str, member: tarfile.TarInfo) -> None:
+    def _symlink(self, raw: str, rel: str, member: tarfile.TarInfo) -> None:
         # the target is stored verbatim and never followed here, so any target is fine
+        # that symlink(2) takes
+        target = os.fsencode(member.linkname)
+        if b"\0" in target or not target or len(target) >= PATH_MAX_BYTES:
+            raise _refuse(raw, f"symlink target {shown(member.linkname)} is empty, too long or has a NUL")
         self._clear(rel)
         path = self._abs(rel)
         os.symlink(member.linkname, path)
@@ -192,12 +220,15 @@ class _Applier:
     def _hardlink(self, raw: str, rel: str, member: tarfile.TarInfo) -> None:
         target = member.linkname
         if target.startswith("/") or ".." in target.split("/"):
-            raise _refuse(raw, f"hardlink target {target!r} leaves the layer")
-        target_rel = _clean_name(target)
+            raise _refuse(raw, f"hardlink target {shown(target)} leaves the layer")
+        try:
+            target_rel = _normalise(target)
+        except ValueError as exc:
+            raise _refuse(raw, f"hardlink target {shown(target)}: {exc}") from None
         kind = self.kinds.get(target_rel)
         if kind not in (_FILE, _SYMLINK):
             what = "is not in the layer yet" if kind is None else f"is a {kind}"
-            raise _refuse(raw, f"hardlink target {target!r} {what}")
+            raise _refuse(raw, f"hardlink target {shown(target)} {what}")
         if target_rel == rel:
             return  # a link to itself: nothing to do
         self._clear(rel)
@@ -252,7 +283,10 @@ def unpack_layer(tar_stream: BinaryIO | Callable[[], bytes], dest: Path) -> int:
     tar = TarReader(next_chunk)
     try:
         for member in tar.members():
-            applier.apply(tar, member)
+            try:
+                applier.apply(tar, member)
+            except OSError as exc:  # ENOSPC, EMLINK, ...: say which entry met it
+                raise _refuse(member.name, exc.strerror or str(exc)) from None
     except TarFormatError as exc:
         message = str(exc)
         raise LayerError(message if message.startswith("entry ") else f"corrupt tar: {message}") from None

@@ -5,6 +5,7 @@
                              [--auth token] [--faults SPEC] [--faults-seed N]
                              [--faults-replication R]
                              [--fail-once-after BYTES]
+                             [--max-blob-mb MB] [--upload-idle-s S]
     python -m registry build SCENARIO.toml --root DIR [--cache-dir DIR]
 
 `serve` runs in the foreground, like `docker-registry serve`, until SIGTERM or
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from registry.layout import write_atomic
 from registry.server import NAMESPACE_NET, allowed_address
+from registry.uploads import IDLE_LIMIT_S
 
 EXIT_USAGE = 2
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
@@ -84,6 +86,10 @@ def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
                        help="draw the faults of the model's replication R (default 0)")
     serve.add_argument("--fail-once-after", type=int, default=None, metavar="BYTES",
                        help="(tests) cut the first blob body that reaches BYTES bytes")
+    serve.add_argument("--max-blob-mb", type=_positive, default=None,
+                       help="refuse a pushed blob larger than this many MB (10^6 bytes); default: no limit")
+    serve.add_argument("--upload-idle-s", type=_positive, default=IDLE_LIMIT_S,
+                       help="drop an upload session (and its bytes) idle for this long")
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -113,8 +119,10 @@ def serve(args: argparse.Namespace) -> int:
             logging.getLogger("registry").info("registry faults: %s (seed %d, replication %d)",
                                                args.faults, args.faults_seed,
                                                args.faults_replication)
+    max_blob_bytes = round(args.max_blob_mb * 1_000_000) if args.max_blob_mb else None
     server = RegistryServer(args.root, host, port, args.bandwidth_mbps, args.rtt_ms,
-                            auth=args.auth, faults=faults)
+                            auth=args.auth, faults=faults, upload_idle_s=args.upload_idle_s,
+                            max_blob_bytes=max_blob_bytes)
     try:
         server.start()
     except OSError as error:

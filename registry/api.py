@@ -29,7 +29,7 @@ from registry.manifests import media_type_of
 from registry.push import PushHandlers
 from registry.responses import RegistryError, Response, json_response
 from registry.tokens import TOKEN_PATH, TokenAuth
-from registry.uploads import Uploads
+from registry.uploads import IDLE_LIMIT_S, Uploads
 
 __all__ = ["RegistryAPI", "RegistryError", "Response"]
 
@@ -101,12 +101,14 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 class RegistryAPI(PushHandlers):
     """Answers requests from the blobs and tags under one root.  With `auth`
-    (a TokenAuth), every /v2/ request needs a bearer token from GET /token."""
+    (a TokenAuth), every /v2/ request needs a bearer token from GET /token.
+    `upload_idle_s` and `max_blob_bytes` go to the upload sessions (`registry.uploads`)."""
 
-    def __init__(self, layout: RegistryLayout, auth: TokenAuth | None = None):
+    def __init__(self, layout: RegistryLayout, auth: TokenAuth | None = None,
+                 upload_idle_s: float = IDLE_LIMIT_S, max_blob_bytes: int | None = None):
         self.layout = layout
         self.auth = auth
-        self.uploads = Uploads(layout)
+        self.uploads = Uploads(layout, upload_idle_s, max_blob_bytes)
         self._media_types: dict[str, str] = {}  # manifest digest -> its mediaType
 
     def close(self) -> None:

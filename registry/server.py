@@ -32,6 +32,7 @@ from registry.httpbody import BodyError, RequestBody
 from registry.layout import RegistryLayout
 from registry.link import Link, LinkClosed
 from registry.tokens import TokenAuth
+from registry.uploads import IDLE_LIMIT_S
 
 log = logging.getLogger(__name__)
 
@@ -213,13 +214,16 @@ class RegistryServer:
     `port` 0 picks a free port; `bandwidth_mbps` (None: unlimited) and `rtt_ms`
     shape every response as described in `registry.link`.  `auth="token"`
     requires bearer tokens from the registry's own `/token` endpoint; `faults`
-    (tests only) makes it misbehave on purpose.  Use as a context manager, or
-    call `start()` and `stop()`.
+    (tests only) makes it misbehave on purpose.  Pushes: an upload session idle
+    for `upload_idle_s` is dropped with its bytes; `max_blob_bytes` (None: no
+    limit) caps one pushed blob.  Use as a context manager, or call `start()`
+    and `stop()`.
     """
 
     def __init__(self, root: str | Path, host: str = "127.0.0.1", port: int = 0,
                  bandwidth_mbps: float | None = None, rtt_ms: float = 0.0,
-                 auth: str | None = None, faults: Faults | None = None):
+                 auth: str | None = None, faults: Faults | None = None,
+                 upload_idle_s: float = IDLE_LIMIT_S, max_blob_bytes: int | None = None):
         if auth not in (None, "none", "token"):
             raise ValueError(f"auth must be None or 'token', not {auth!r}")
         if not allowed_address(host):
@@ -231,6 +235,7 @@ class RegistryServer:
         self.bandwidth_mbps, self.rtt_ms = bandwidth_mbps, rtt_ms
         self.auth = None if auth == "none" else auth
         self.faults = faults
+        self.upload_idle_s, self.max_blob_bytes = upload_idle_s, max_blob_bytes
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -243,7 +248,8 @@ class RegistryServer:
         if self._httpd is not None:
             raise RuntimeError("the registry is already running")
         link = Link(self.bandwidth_mbps, self.rtt_ms)
-        api = RegistryAPI(RegistryLayout(self.root), TokenAuth() if self.auth == "token" else None)
+        api = RegistryAPI(RegistryLayout(self.root), TokenAuth() if self.auth == "token" else None,
+                          self.upload_idle_s, self.max_blob_bytes)
         try:
             self._httpd = _HTTPServer((self.host, self.port), api, link, self.faults)
         except BaseException:

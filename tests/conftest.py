@@ -234,12 +234,14 @@ def running_daemon(registry_url: str, work: Path, max_concurrent_downloads: int 
 
 @pytest.fixture
 def start_daemon(tmp_path_factory):
-    """A factory: `start_daemon(registry_url, max_concurrent_downloads=3)` starts a
-    fresh daemon with an empty store; all are stopped when the test ends."""
+    """A factory: `start_daemon(registry_url, max_concurrent_downloads=3, extra_args=())`
+    starts a fresh daemon with an empty store; all are stopped when the test ends."""
     with ExitStack() as stack:
-        def start(registry_url: str, max_concurrent_downloads: int = 3) -> DaemonProcess:
+        def start(registry_url: str, max_concurrent_downloads: int = 3,
+                  extra_args: tuple[str, ...] = ()) -> DaemonProcess:
             return stack.enter_context(running_daemon(
-                registry_url, tmp_path_factory.mktemp("daemon"), max_concurrent_downloads))
+                registry_url, tmp_path_factory.mktemp("daemon"), max_concurrent_downloads,
+                extra_args))
 
         yield start
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from launcher.decompress import CHUNK_BYTES, BrokenData, TarStream
+from launcher.decompress import CHUNK_BYTES, BrokenData, TarStream, TooLarge
 from launcher.unpack import LayerError, unpack_layer
 from tests.test_unpack import MTIME_S, entry, make_tar
 
@@ -71,6 +71,52 @@ def test_output_is_bounded_whatever_the_ratio():
 def test_broken_compressed_data_is_refused(compression, blob, reason):
     with pytest.raises(BrokenData, match=reason):
         inflate(blob, compression)
+
+
+def test_the_cap_stops_a_bomb_before_passing_it():
+    """With `max_bytes`, no chunk that would pass the cap is handed out."""
+    bomb = gzip.compress(bytes(60_000_000), compresslevel=1)
+    tar = TarStream(reader(bomb), "gzip", max_bytes=5_500_000)
+    with pytest.raises(TooLarge, match="limit of 5500000 bytes"):
+        while tar.read_chunk():
+            pass
+    assert 5_500_000 - CHUNK_BYTES < tar.bytes_out <= 5_500_000
+    out, _ = inflate(gzip.compress(PAYLOAD), "gzip")  # no cap: the whole stream
+    assert len(out) == len(PAYLOAD)
+
+
+def _zstd_variants() -> dict[str, tuple[bytes, int]]:
+    """name -> (blob, where its first frame ends: a cut there is a valid stream)."""
+    streamed = io.BytesIO()
+    with zstandard.ZstdCompressor(write_checksum=True).stream_writer(streamed, closefd=False) as w:
+        for i in range(0, len(PAYLOAD), 70_000):
+            w.write(PAYLOAD[i:i + 70_000])
+    skippable = b"\x50\x2a\x4d\x18" + (5).to_bytes(4, "little") + b"hello"
+    first = zstandard.ZstdCompressor().compress(PAYLOAD[:7])
+    whole = zstandard.ZstdCompressor().compress(PAYLOAD)
+    return {"checksum": (zstandard.ZstdCompressor(write_checksum=True).compress(PAYLOAD), 0),
+            "no checksum": (whole, 0),
+            "two frames": (first + zstandard.ZstdCompressor(write_content_size=False).compress(PAYLOAD[7:]),
+                           len(first)),
+            "skippable frame first": (skippable + whole, len(skippable)),
+            "streamed": (streamed.getvalue(), 0)}
+
+
+@pytest.mark.parametrize("name", list(_zstd_variants()))
+def test_zstd_cut_inside_a_frame_is_refused(name):
+    """libzstd's stream reader takes a cut for a clean end; the frame tracker does not."""
+    blob, boundary = _zstd_variants()[name]
+    assert inflate(blob, "zstd")[0] == PAYLOAD
+    cuts = {1, 4, 5, 9, 12, boundary - 1, boundary + 1, len(blob) - 4, len(blob) - 1}
+    cuts = sorted(c for c in cuts | set(range(13, len(blob), len(blob) // 40))
+                  if 0 < c < len(blob) and c != boundary)
+    refused = 0
+    for cut in cuts:
+        with pytest.raises(BrokenData, match="zstd"):
+            inflate(blob[:cut], "zstd")
+        refused += 1
+    print(f"zstd {name}: {refused}/{len(cuts)} cuts refused")
+    assert refused == len(cuts)
 
 
 def test_gzip_trailer_is_checked():

@@ -111,12 +111,13 @@ def _check_prefix(value: str) -> str | None:
 
 def load_catalog(raw: dict, table, default_seed: int) -> Catalog:
     """The [catalog] table, checked (``table`` is the scenario loader's checker)."""
-    from vocab.schema import Field, at_least_one, non_negative, positive
-    schema = {"images": Field(int, check=at_least_one),
+    from vocab.limits import MAX_CATALOG_IMAGES, MAX_LAYER_MB, between, positive_at_most
+    from vocab.schema import Field, non_negative
+    schema = {"images": Field(int, check=between(1, MAX_CATALOG_IMAGES)),
               "seed": Field(int, default_seed, non_negative),
               "prefix": Field(str, "catalog", _check_prefix),
-              "bases": Field(int, None, at_least_one),
-              "median_image_mb": Field(float, 157.0, positive),
+              "bases": Field(int, None, between(1, MAX_CATALOG_IMAGES)),
+              "median_image_mb": Field(float, 157.0, positive_at_most(MAX_LAYER_MB)),
               "median_layers": Field(float, 6.5,
                                      lambda v: None if v >= 2 else f"must be at least 2, not {v}")}
     return Catalog(**table(raw, schema, "catalog"))

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from vocab.faults import RegistryFaults, load_faults
+from vocab.limits import MAX_NODES, between
 from vocab.schema import (Field, at_least_one, key_path, non_negative, one_of,
                           positive)
 
@@ -90,7 +91,7 @@ def _node_name(value: str) -> str | None:
 
 
 NODE = {"name": Field(str, check=_node_name),
-        "count": Field(int, None, at_least_one),
+        "count": Field(int, None, between(1, MAX_NODES)),
         "bandwidth_mbps": Field(float, None, positive),
         "latency_ms": Field(float, 0.0, non_negative),
         "cache_mb": Field(float, None, positive),
@@ -148,9 +149,13 @@ def load_nodes(raw: list, table: Table, fail: Fail, refs: list[str],
         return (NodeGroup(DEFAULT_NODE),)
     groups: list[NodeGroup] = []
     seen: set[str] = set()
+    total = 0
     for i, entry in enumerate(raw):
         where = key_path("node", i)
         values = table(entry, NODE, where)
+        total += values["count"] or 1
+        if total > MAX_NODES:  # before the names are spelled out, one by one
+            raise fail(key_path(where, "count"), f"more than {MAX_NODES:,} nodes in all")
         cached = []
         for j, ref in enumerate(values["cached"]):
             path = key_path(key_path(where, "cached"), j)

@@ -18,6 +18,8 @@ from typing import Any
 from vocab.cluster import (DAEMON_EXTRA, NETWORK_EXTRA, STEP_EXTRA, Distribution,
                            NodeGroup, Registry, check_step_extras, load_distribution,
                            load_nodes, load_registry, match_images, match_nodes)
+from vocab.limits import (MAX_LAYER_MB, MAX_REPLICATIONS, between, positive_at_most,
+                          step_requests, too_many_pieces, too_many_requests)
 from vocab.schema import (Field, ScenarioError, at_least_one, check_table,
                           key_path, non_negative, one_of, positive)
 
@@ -172,14 +174,14 @@ _SCENARIO = {
     "name": Field(str, check=_check_name),
     "description": Field(str, ""),
     "seed": Field(int, 0, non_negative),
-    "replications": Field(int, 1, at_least_one),
+    "replications": Field(int, 1, between(1, MAX_REPLICATIONS)),
 }
 _NETWORK = {"bandwidth_mbps": Field(float, None, positive),
             "rtt_ms": Field(float, 0.0, non_negative), **NETWORK_EXTRA}
 _DAEMON = {"max_concurrent_downloads": Field(int, 3, at_least_one), **DAEMON_EXTRA}
 _IMAGE = {"ref": Field(str, check=_check_ref), "layers": Field(list)}
 _LAYER = {"name": Field(str, check=_check_name),
-          "size_mb": Field(float, check=positive),
+          "size_mb": Field(float, check=positive_at_most(MAX_LAYER_MB)),
           "compression": Field(float, 1.0,
                                lambda v: None if v >= 1.0 else f"must be at least 1.0, not {v}")}
 _STEP = {"at_s": Field(float, 0.0, non_negative),
@@ -272,11 +274,29 @@ class _Loader:
         refs = [image.ref for image in images]
         nodes = load_nodes(top["node"], self.table, self.fail, refs, normalise_ref)
         names = [name for group in nodes for name in group.names()]
+        steps = self.steps(top["step"], images, names)
+        self.check_work(steps, head["replications"])
+        distribution = load_distribution(top["distribution"], self.table)
+        if distribution.mode == "p2p":
+            piece_bytes = round(distribution.piece_mb * MB)
+            for layer in {layer.name: layer for image in images for layer in image.layers}.values():
+                problem = too_many_pieces(layer.compressed_bytes, piece_bytes, layer.name)
+                if problem:
+                    raise self.fail("distribution.piece_mb", problem)
         return Scenario(**head, network=network, daemon=daemon, images=images,
-                        steps=self.steps(top["step"], images, names), source=self.source,
-                        nodes=nodes,
-                        registry=load_registry(top["registry"], self.table, self.fail),
-                        distribution=load_distribution(top["distribution"], self.table))
+                        steps=steps, source=self.source,
+                        nodes=nodes, registry=load_registry(top["registry"], self.table, self.fail),
+                        distribution=distribution)
+
+    def check_work(self, steps: tuple[Step, ...], replications: int) -> None:
+        """Refuse, at the step that passes it, a scenario asking for too many requests."""
+        total = 0.0
+        for i, step in enumerate(steps):
+            total += replications * step_requests(step.clients, len(step.nodes), step.arrivals,
+                                                  step.repeat, step.rate_per_s, step.duration_s)
+            problem = too_many_requests(total)
+            if problem:
+                raise self.fail(key_path("step", i), problem)
 
 
 def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
