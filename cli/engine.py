@@ -50,6 +50,8 @@ def register(sub) -> None:
                    help="wait this x the failures so far before a retry (dockerd: 5)")
     p.add_argument("--read-timeout-s", type=float, default=60.0,
                    help="give up on a blob connection silent this long, and resume")
+    p.add_argument("--max-layer-mb", type=float, default=10_000,
+                   help="refuse a layer whose uncompressed tar passes this many MB; 0: no limit")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--durable", action="store_true",
                    help="fsync the store's writes, so it survives a power loss too")
