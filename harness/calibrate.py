@@ -23,7 +23,7 @@ from model.costs import Costs
 from vocab.scenario import parse_scenario
 from vocab.trace import PhaseRow
 
-WARM_RUNS = 6
+WARM_RUNS = 10
 RMI_REQUEST = "s5-"  # the rmi step's requests
 SDK_RUN_CALLS = 7  # create, inspect, start, logs, inspect, wait, delete (model/client.py)
 CALIBRATION_TOML = f"""

@@ -1,5 +1,9 @@
-"""Calibration's kernel-network part: the round trips an engine spends opening
-TCP connections.
+"""Calibration's kernel-network part: the rate of an unshaped kernel link, and
+the round trips an engine spends opening TCP connections.
+
+An unshaped link on a kernel network is veth pairs and a bridge with offloads
+off (wire-sized frames), much slower than loopback: a 20 MB layer pulled with
+no round trip to wait for gives `kernel_link_Bps`.
 
 On the emulated link (the registry delays its answers; the bytes cross
 loopback) opening a connection is free, so the main calibration workload
@@ -61,13 +65,36 @@ image = "calibration/tiny:1"
 """
 MEASURED = "s1-"
 
+# The rate of an unshaped kernel link: one incompressible 20 MB layer with no
+# round trip to wait for (so no slow start either).
+BULK_TOML = """
+[scenario]
+name = "calibration-veth"
+description = "docksim's calibration of an unshaped kernel link: one 20 MB layer."
+replications = 3
+
+[[image]]
+ref = "calibration/bulk:1"
+layers = [{ name = "base", size_mb = 3.0, compression = 2.0 },
+          { name = "bulk", size_mb = 20.0, compression = 1.0 }]
+
+[[step]]
+command = "pull"
+image = "calibration/bulk:1"
+"""
+
 
 def tcp_scenario():
     return parse_scenario(TCP_CALIBRATION_TOML, "<calibration-tcp>")
 
 
-def _median_phase(rows: list[PhaseRow], phase: str) -> float:
-    values = [r.duration_s for r in rows if r.phase == phase and r.request.startswith(MEASURED)]
+def bulk_scenario():
+    return parse_scenario(BULK_TOML, "<calibration-veth>")
+
+
+def _median_phase(rows: list[PhaseRow], phase: str, request: str = MEASURED, layer: str = "") -> float:
+    values = [r.duration_s for r in rows
+              if r.phase == phase and r.request.startswith(request) and r.layer == layer]
     if not values:
         raise ValueError(f"calibration: no {phase} phase was measured on the kernel network")
     return statistics.median(values)
@@ -89,8 +116,25 @@ def derive_tcp_setup(real_rows: list[PhaseRow], costs: Costs) -> Costs:
                        tcp_setup_rtts_blob=round(blob_rtts, 2))
 
 
+def derive_kernel_link(real_rows: list[PhaseRow], costs: Costs) -> Costs:
+    """`costs` with kernel_link_Bps read off the bulk layer's download: the model's
+    download is a fixed part plus bytes / rate, so two simulations (an endless
+    rate, and 1 GB/s) give both parts, and the measurement gives the rate."""
+    import model
+
+    def simulated_s(rate_Bps: float) -> float:
+        scenario, kernel_costs = kernel_link_model(bulk_scenario(), costs.with_(kernel_link_Bps=rate_Bps))
+        return _median_phase(model.simulate(scenario, costs=kernel_costs), "download", "s0-", "bulk")
+    fixed_s = simulated_s(1e15)
+    at_1GBps_s = simulated_s(1e9) - fixed_s
+    measured_s = _median_phase(real_rows, "download", "s0-", "bulk") - fixed_s
+    return costs.with_(kernel_link_Bps=1e9 * at_1GBps_s / max(measured_s, 1e-6))
+
+
 def calibrate_tcp(costs: Costs, engine: str, progress=lambda message: None) -> Costs:
-    """Measure the tiny pull on a kernel network with `engine`; return `costs` with
-    the connection set-up filled in."""
+    """Measure the bulk pull and the tiny pull on kernel networks with `engine`;
+    return `costs` with the kernel link's rate and the connection set-up filled in."""
+    rows = measure(bulk_scenario(), progress=progress, engine=engine, network="kernel")
+    costs = derive_kernel_link(rows, costs)
     rows = measure(tcp_scenario(), progress=progress, engine=engine, network="kernel")
     return derive_tcp_setup(rows, costs)

@@ -30,6 +30,10 @@ class Costs:
     # The rate of a link without a bandwidth limit (loopback HTTP from the
     # registry into the daemon); concurrent transfers still share it.
     unlimited_link_Bps: float = 6.6e8
+    # The rate of an unshaped link on a kernel network (`--network kernel`):
+    # veth pairs and a bridge with offloads off, so every 1514-byte frame
+    # crosses the stack on its own, far slower than loopback's 64 kB ones.
+    kernel_link_Bps: float = 3.3e8
     # Payload fraction of a shaped link's nominal rate (TCP/IP and HTTP
     # framing).  1.0 keeps hand arithmetic exact; tbf here measured about 0.957.
     link_goodput_ratio: float = 1.0
@@ -63,7 +67,7 @@ class Costs:
     # them; its kernel-network part measures them.  docksim's daemon opens one
     # connection to resolve and one per blob; dockerd pings /v2/ on a
     # connection of its own and keeps idle ones for reuse.
-    tcp_setup_rtts_resolve: float = 0.0
+    tcp_setup_rtts_resolve: float = 1.1
     tcp_setup_rtts_blob: float = 0.0
 
     def __post_init__(self) -> None:

@@ -27,6 +27,7 @@ EXPLAIN = {
     "api_call_s": "one Engine API call as the client sends it (round trip + client work)",
     "registry_request_s": "the registry's time per HTTP request, on top of the RTT",
     "unlimited_link_Bps": "download rate of an unshaped (loopback) link",
+    "kernel_link_Bps": "download rate of an unshaped link on a kernel network (veth, bridge)",
     "link_goodput_ratio": "payload share of a shaped link's nominal rate",
     "extract_random_Bps": "extraction rate of incompressible layers (content bytes/s)",
     "extract_compressible_Bps": "extraction rate as compression grows without limit",

@@ -58,9 +58,10 @@ TCP_GOODPUT_RATIO = 1448 / 1514
 
 def kernel_link_model(scenario: Scenario, costs: Costs) -> tuple[Scenario, Costs]:
     """The model of a real TCP network (`--network kernel`): frames carry 1448
-    payload bytes of 1514, every transfer starts in slow start, and opening a
-    connection costs the calibrated round trips (Costs.tcp_setup_rtts_*).  The
-    registry's emulated link has none of these."""
+    payload bytes of 1514, every transfer starts in slow start, opening a
+    connection costs the calibrated round trips (Costs.tcp_setup_rtts_*), and a
+    link without a bandwidth limit moves what veths without offloads move
+    (Costs.kernel_link_Bps).  The registry's emulated link has none of these."""
     network = dataclasses.replace(scenario.network, slow_start=True)
     return (dataclasses.replace(scenario, network=network),
-            costs.with_(link_goodput_ratio=TCP_GOODPUT_RATIO))
+            costs.with_(link_goodput_ratio=TCP_GOODPUT_RATIO, unlimited_link_Bps=costs.kernel_link_Bps))

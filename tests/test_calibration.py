@@ -12,7 +12,8 @@ import pytest
 
 import model
 from harness.calibrate import calibration_scenario, derive_costs
-from harness.calibrate_tcp import derive_tcp_setup, tcp_scenario
+from harness.calibrate_tcp import (bulk_scenario, derive_kernel_link, derive_tcp_setup,
+                                   tcp_scenario)
 from harness.measure import why_not_measurable
 from model.costs import Costs
 from model.tcp import kernel_link_model
@@ -50,16 +51,26 @@ def test_derive_tcp_setup_recovers_the_round_trips_the_model_was_given(resolve_r
     got = derive_tcp_setup(model.simulate(scenario, costs=costs), TRUTH)
     assert (got.tcp_setup_rtts_resolve, got.tcp_setup_rtts_blob) == pytest.approx(
         (resolve_rtts, blob_rtts), abs=0.006)
-    assert got.with_(tcp_setup_rtts_resolve=0.0, tcp_setup_rtts_blob=0.0) == TRUTH
+    assert got.with_(tcp_setup_rtts_resolve=TRUTH.tcp_setup_rtts_resolve,
+                     tcp_setup_rtts_blob=TRUTH.tcp_setup_rtts_blob) == TRUTH
+
+
+@pytest.mark.parametrize("rate_Bps", [1.5e8, 4e8, 2e9])
+def test_derive_kernel_link_recovers_the_rate_the_model_was_given(rate_Bps):
+    truth = TRUTH.with_(kernel_link_Bps=rate_Bps)
+    scenario, costs = kernel_link_model(bulk_scenario(), truth)
+    got = derive_kernel_link(model.simulate(scenario, costs=costs), TRUTH)
+    assert got.kernel_link_Bps == pytest.approx(rate_Bps, rel=1e-3)
+    assert got.with_(kernel_link_Bps=TRUTH.kernel_link_Bps) == TRUTH
 
 
 def test_connection_setup_is_charged_on_real_tcp_only():
     """One resolve round trip of 40 ms for set-up, and none on the emulated link."""
-    costs = TRUTH.with_(tcp_setup_rtts_resolve=1.0)
+    costs, plain_costs = (TRUTH.with_(tcp_setup_rtts_resolve=rtts) for rtts in (1.0, 0.0))
     emulated = model.simulate(tcp_scenario(), costs=costs)
-    plain = model.simulate(tcp_scenario(), costs=TRUTH)
+    plain = model.simulate(tcp_scenario(), costs=plain_costs)
     kernel = model.simulate(*kernel_link_model(tcp_scenario(), costs)[:1], costs=costs)
-    kernel_plain = model.simulate(*kernel_link_model(tcp_scenario(), TRUTH)[:1], costs=TRUTH)
+    kernel_plain = model.simulate(*kernel_link_model(tcp_scenario(), plain_costs)[:1], costs=plain_costs)
 
     def resolve_s(rows):
         return [r.duration_s for r in rows if r.phase == "resolve"]
