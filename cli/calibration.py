@@ -1,6 +1,7 @@
 """`calibrate`, and the choice of costs that `run` and `compare` simulate with.
 
-Costs come from, in order: `--calibration FILE`; the profile saved for this
+Costs come from, in order: `--calibration FILE` (or `fresh`: calibrate now and
+save, so the costs describe the machine as it is this minute); the profile saved for this
 machine and engine; a calibration made now and saved (when this machine can
 measure); the built-in costs, measured once on the reference machine.
 `--calibration builtin` asks for the built-in costs explicitly.
@@ -11,9 +12,11 @@ import sys
 from pathlib import Path
 
 from model.costs import Costs
+from vocab.schema import ScenarioError
 from model.profile import EXPLAIN, new_profile, profile_path, read_profile, write_profile
 
 BUILTIN = "builtin"
+FRESH = "fresh"  # calibrate now (and save): the machine as it is this minute
 
 
 def _unit(name: str, value: float) -> str:
@@ -48,6 +51,13 @@ def resolve_costs(choice: str | None, engine: str, console) -> tuple[Costs, str]
     """The costs to simulate with, and a few words saying where they came from."""
     if choice == BUILTIN:
         return Costs(), "built-in costs"
+    if choice == FRESH:
+        from harness.measure import why_not_measurable
+        reason = why_not_measurable(engine)
+        if reason:
+            raise ScenarioError(f"--calibration fresh: {reason}")
+        costs, path = run_calibration(engine, console)
+        return costs, f"profile {path} (made now)"
     if choice:
         profile = read_profile(Path(choice))
         return profile.costs, f"profile {choice}"
@@ -84,8 +94,8 @@ def add_options(parser) -> None:
                         help="emulated: the registry plays the one link; kernel: network "
                              "namespaces with tbf and delays, a daemon per node (root)")
     parser.add_argument("--calibration", metavar="FILE",
-                        help="a profile from `calibrate`, or 'builtin' (default: this "
-                             "machine's saved profile, made on first use)")
+                        help="a profile from `calibrate`, 'builtin', or 'fresh' (calibrate "
+                             "now); default: this machine's saved profile, made on first use")
 
 
 def register(sub) -> None:

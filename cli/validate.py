@@ -163,6 +163,7 @@ def register(sub) -> None:
     p.add_argument("--network", choices=("emulated", "kernel"), default="emulated",
                    help="emulated: the registry plays the link; kernel: namespaces, tbf and delays "
                    "(also plays the scenarios with several nodes)")
-    p.add_argument("--calibration", metavar="FILE", help="a profile, or 'builtin' (one engine only)")
+    p.add_argument("--calibration", metavar="FILE", help="a profile (one engine only), 'builtin', or 'fresh': calibrate each "
+                   "engine just before validating it (the machine's speed drifts by minutes)")
     p.add_argument("--out", type=Path, help="also write the tables as CSV here")
     p.set_defaults(func=cmd_validate)

@@ -92,6 +92,13 @@ def test_without_root_measure_says_why_and_compare_writes_the_simulated_half(tmp
     assert "not measured" in result.stdout and "needs root" in result.stdout
     assert (tmp_path / "c/sim/trace.csv").exists() and not (tmp_path / "c/real").exists()
     assert not (tmp_path / "c/comparison.csv").exists()
+    # a fresh calibration needs measuring too
+    result = unprivileged("run", "scenarios/hello.toml", "--out", str(tmp_path / "r"),
+                          "--calibration", "fresh")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "docksim: --calibration fresh: measure needs root: the engine mounts overlayfs and "
+        "creates namespaces (run it as root, e.g. with sudo)"], result.stderr
 
 
 def test_measure_refuses_what_the_engine_cannot_play_yet(tmp_path):
