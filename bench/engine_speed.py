@@ -11,7 +11,7 @@ against each, in alternating rounds so that drifts of the machine hit both alike
 with hyperfine when it is installed (else a Python loop).  As the floor, bare
 `runc run` and `crun run` of an OCI bundle holding the same rootfs (crun inside
 `unshare -m` with /sys/fs/cgroup/unified unmounted, which crun 1.8 needs on a
-hybrid cgroup host).  Prints medians and the ratio to dockerd; issue 4's bar is
+hybrid cgroup host).  Prints medians and the ratio to dockerd; the bar is
 ours <= 0.5 x dockerd.  Needs root, dockerd, runc/crun and the docker CLI.
 """
 from __future__ import annotations
@@ -190,7 +190,7 @@ def main() -> int:
         print(f"{name:14} {median:7.1f} ms {statistics.mean(values):6.1f} ms "
               f"{min(values):6.1f} ms {median / reference:10.2f}x")
     ratio = statistics.median(times["docksim"]) / reference
-    print(f"docksim / dockerd = {ratio:.2f} (issue 4's bar: <= {BAR}): "
+    print(f"docksim / dockerd = {ratio:.2f} (the bar: <= {BAR}): "
           f"{'met' if ratio <= BAR else 'NOT met'}")
     return 0 if ratio <= BAR else 1
 

@@ -7,7 +7,7 @@ Each case runs in its own process (so its peak memory is its own) and is
 repeated; the best time is reported, because other work on a shared machine
 only ever adds time.  Wall and CPU time are both printed; the growth ratio
 uses CPU time, which other processes on a busy machine disturb far less (on
-an idle machine the two agree within a few per cent).  Targets (issue 3, on the 2-vCPU reference VM):
+an idle machine the two agree within a few per cent).  Targets (on the 2-vCPU reference VM):
 
 * 1,000 nodes each pulling the same 6-layer, 157 MB image from one registry: <= 10 s;
 * 2,000 nodes: <= 2.3 x the time of 1,000 (near-linear growth);

@@ -11,7 +11,7 @@ in turn, each pull from an empty store (`docker rmi` first; dockerd's store also
 `docker image prune -f`), runs interleaved so that drifts of the machine hit
 all alike.  docksim's daemon runs twice: with Docker's serial extraction order
 (the default) and with `--extract parallel`.  Prints each engine's median and
-its ratio to dockerd pulling from the same registry; issue 4's bar is
+its ratio to dockerd pulling from the same registry; the bar is
 ours <= 0.7 x dockerd.  Needs root, dockerd and the docker CLI.
 """
 from __future__ import annotations

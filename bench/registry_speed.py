@@ -9,7 +9,7 @@ unlimited link) and Debian's `docker-registry` (CNCF distribution 2.8, filesyste
 storage).  Then one client (Python, reading into a reused 1 MiB buffer, so the
 client's cost is the same for both) GETs the blob `--runs` times from each, in
 turn, on a kept-alive connection after one warm-up GET (page cache).  Prints the
-median throughput of each and the ratio; issue 4's bar is ours >= 1.0 x CNCF.
+median throughput of each and the ratio; the bar is ours >= 1.0 x CNCF.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""How fast do sweeps run?  Issue 7's bars: a 1,000-point sweep of a small scenario
+"""How fast do sweeps run?  The bars: a 1,000-point sweep of a small scenario
 is at least 1.8 x faster on 2 local worker processes than serially, and Dask adds
 less than 20 ms per point.
 

@@ -1,4 +1,4 @@
-"""The stock docker CLIs against docksim's daemon: every command of issue 4's list.
+"""The stock docker CLIs against docksim's daemon: every command of the list docksim supports.
 
 Each test runs once per installed client: the newer CLI (/usr/local/bin/docker)
 and Debian's 20.10 client (/usr/bin/docker), both pointed at one daemon

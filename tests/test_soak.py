@@ -1,4 +1,4 @@
-"""The short soak (issue 8, "Long runs"): many `docker run --rm` on one daemon,
+"""The short soak: many `docker run --rm` on one daemon,
 then nothing may be left behind.  bench/soak.py is the long one (1,000 + 100).
 
 One real daemon (`python -m launcher`, its own TMPDIR) runs a warm-up of 50
