@@ -72,22 +72,41 @@ def _csv_cell(column: str, value) -> str:
     return str(value)
 
 
-def format_comparison_csv(rows: Iterable[dict]) -> str:
-    """The comparison as CSV text: header COLUMNS, seconds with 6 decimals,
-    error_pct with 2, an empty cell for None, "\\n" line ends."""
+def format_rows_csv(rows: Iterable[dict], columns: Iterable[str] = COLUMNS) -> str:
+    """Rows of dicts as CSV text: seconds (``_s``) with 6 decimals, percentages
+    (``_pct``) with 2, an empty cell for None, "\\n" line ends."""
+    columns = list(columns)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
+    writer.writerow(columns)
     for row in rows:
-        writer.writerow([_csv_cell(column, row[column]) for column in COLUMNS])
+        writer.writerow([_csv_cell(column, row.get(column)) for column in columns])
     return out.getvalue()
+
+
+def write_rows_csv(rows: Iterable[dict], path: str | Path, columns: Iterable[str] = COLUMNS) -> Path:
+    """Write ``format_rows_csv(rows, columns)`` to ``path``; returns the path."""
+    path = Path(path)
+    path.write_text(format_rows_csv(rows, columns), encoding="utf-8")
+    return path
+
+
+def format_comparison_csv(rows: Iterable[dict]) -> str:
+    """The comparison as CSV text, header COLUMNS (see ``format_rows_csv``)."""
+    return format_rows_csv(rows, COLUMNS)
 
 
 def write_comparison_csv(rows: Iterable[dict], path: str | Path) -> Path:
     """Write ``format_comparison_csv(rows)`` to ``path``; returns the path."""
-    path = Path(path)
-    path.write_text(format_comparison_csv(rows), encoding="utf-8")
-    return path
+    return write_rows_csv(rows, path, COLUMNS)
+
+
+def error_stats(errors: Iterable[float]) -> dict:
+    """How far off a group of signed errors (percent) is: their count, the median
+    of their magnitudes, and the one of largest magnitude (None without any)."""
+    errors = list(errors)
+    return {"count": len(errors), "median_abs_error_pct": median(abs(e) for e in errors),
+            "worst_error_pct": max(errors, key=abs, default=None)}
 
 
 def error_table(rows: Iterable[dict]) -> list[dict]:
@@ -105,13 +124,8 @@ def error_table(rows: Iterable[dict]) -> list[dict]:
     for metric in [m for m in METRICS if m in per_metric]:
         defined = [row for row in per_metric[metric] if row["error_pct"] is not None]
         worst = max(defined, key=lambda row: abs(row["error_pct"]), default=None)
-        table.append({
-            "metric": metric,
-            "count": len(defined),
-            "median_abs_error_pct": median(abs(row["error_pct"]) for row in defined),
-            "worst_error_pct": worst["error_pct"] if worst else None,
-            "worst_request": request_id(*(worst[k] for k in _KEY)) if worst else None,
-        })
+        table.append({"metric": metric, **error_stats(row["error_pct"] for row in defined),
+                      "worst_request": request_id(*(worst[k] for k in _KEY)) if worst else None})
     return table
 
 

@@ -18,12 +18,10 @@ in the trace's phase order (vocab.trace.PHASES), then by layer.
 """
 from __future__ import annotations
 
-import csv
 import statistics
-from pathlib import Path
 from typing import Iterable
 
-from analysis.compare import error_pct
+from analysis.compare import error_pct, error_stats
 from vocab.trace import PHASES, PhaseRow, parse_request_id
 
 PHASE_COLUMNS = ("step", "client", "repeat", "phase", "layer", "simulated_s", "measured_s",
@@ -65,29 +63,5 @@ def phase_summary(rows: Iterable[dict]) -> list[dict]:
     for row in rows:
         if row["error_pct"] is not None:
             per_phase.setdefault(row["phase"], []).append(row["error_pct"])
-    return [{"phase": phase, "count": len(errors),
-             "median_abs_error_pct": statistics.median(abs(e) for e in errors),
-             "worst_error_pct": max(errors, key=abs)}
+    return [{"phase": phase, **error_stats(errors)}
             for phase, errors in sorted(per_phase.items(), key=lambda kv: PHASES.index(kv[0]))]
-
-
-def write_rows_csv(rows: list[dict], path: str | Path, columns: Iterable[str] | None = None) -> Path:
-    """Rows of dicts as CSV (seconds with 6 decimals, percentages with 2, None empty)."""
-    path = Path(path)
-    columns = list(columns or (rows[0] if rows else PHASE_COLUMNS))
-
-    def cell(column: str, value) -> str:
-        if value is None:
-            return ""
-        if column.endswith("_pct"):
-            return f"{value:.2f}"
-        if column.endswith("_s") and isinstance(value, float):
-            return f"{value:.6f}"
-        return str(value)
-
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([cell(c, row.get(c)) for c in columns])
-    return path

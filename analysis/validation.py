@@ -16,6 +16,7 @@ from __future__ import annotations
 import statistics
 from typing import Iterable
 
+from analysis.compare import error_stats
 from vocab.trace import PhaseRow, request_id
 
 TARGET_METRICS = ("pull_s", "startup_s")
@@ -50,12 +51,10 @@ def tag_bandwidth_bound(rows: list[dict], wire_s: dict[str, float]) -> list[dict
 
 
 def _check(engine: str, target: str, errors: list[float], bar_pct: float, worst: bool = False) -> dict:
-    if not errors:
-        return {"engine": engine, "target": target, "requests": 0, "value_pct": None,
-                "bar_pct": bar_pct, "met": None}
-    value = max(errors, key=abs) if worst else statistics.median(abs(e) for e in errors)
-    return {"engine": engine, "target": target, "requests": len(errors), "value_pct": value,
-            "bar_pct": bar_pct, "met": abs(value) <= bar_pct}
+    stats = error_stats(errors)
+    value = stats["worst_error_pct"] if worst else stats["median_abs_error_pct"]
+    return {"engine": engine, "target": target, "requests": stats["count"], "value_pct": value,
+            "bar_pct": bar_pct, "met": None if value is None else abs(value) <= bar_pct}
 
 
 def verdict(rows: list[dict]) -> list[dict]:

@@ -82,9 +82,10 @@ def cmd_measure(args, console) -> int:
 
 
 def cmd_compare(args, console) -> int:
-    from analysis.compare import comparison_rows, error_table, format_table, write_comparison_csv
+    from analysis.compare import (comparison_rows, error_table, format_table, write_comparison_csv,
+                                  write_rows_csv)
     from analysis.comparison_chart import comparison_figure
-    from analysis.phase_compare import PHASE_COLUMNS, phase_rows, write_rows_csv
+    from analysis.phase_compare import PHASE_COLUMNS, phase_rows
     from analysis.style import save_figure
     from harness.measure import why_not_measured
     scenario = load(args)

@@ -13,14 +13,12 @@ with real TCP, and also plays the scenarios with several nodes.
 """
 from __future__ import annotations
 
-import statistics
 import sys
 from pathlib import Path
 
 from cli.calibration import resolve_costs
 
 PROJECT = Path(__file__).resolve().parent.parent
-METRICS = ("pull_s", "startup_s", "total_s")
 
 
 def validate_scenario(scenario, engine: str, network: str, costs, console) -> tuple[list, list]:
@@ -48,16 +46,14 @@ def validate_scenario(scenario, engine: str, network: str, costs, console) -> tu
 
 
 def error_summary(rows: list[dict]) -> list[dict]:
-    """Per engine, scenario and metric: median |error| and the worst error (signed)."""
-    groups: dict[tuple, list[float]] = {}
+    """Per engine, scenario and metric: analysis.compare.error_table of its requests."""
+    from analysis.compare import error_table
+    groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
-        if row["error_pct"] is not None:
-            groups.setdefault((row["engine"], row["scenario"], row["metric"]), []).append(row["error_pct"])
-    return [{"engine": e, "scenario": s, "metric": m, "requests": len(errors),
-             "median_abs_error_pct": statistics.median(abs(x) for x in errors),
-             "worst_error_pct": max(errors, key=abs)}
-            for (e, s, m), errors in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1],
-                                                                            METRICS.index(kv[0][2])))]
+        groups.setdefault((row["engine"], row["scenario"]), []).append(row)
+    return [{"engine": engine, "scenario": scenario, **line}
+            for (engine, scenario), group in sorted(groups.items()) for line in error_table(group)
+            if line["count"]]
 
 
 def _table(summary: list[dict]):
@@ -66,7 +62,7 @@ def _table(summary: list[dict]):
     for column in ("engine", "scenario", "metric", "requests", "median |error|", "worst error"):
         table.add_column(column, justify="left" if column in ("engine", "scenario", "metric") else "right")
     for row in summary:
-        table.add_row(row["engine"], row["scenario"], row["metric"], str(row["requests"]),
+        table.add_row(row["engine"], row["scenario"], row["metric"], str(row["count"]),
                       f"{row['median_abs_error_pct']:.1f} %", f"{row['worst_error_pct']:+.1f} %")
     return table
 
@@ -111,7 +107,8 @@ def _playable(paths: list[Path], engines: tuple[str, ...], network: str, console
 
 
 def cmd_validate(args, console) -> int:
-    from analysis.phase_compare import phase_summary, write_rows_csv
+    from analysis.compare import write_rows_csv
+    from analysis.phase_compare import phase_summary
     from analysis.validation import all_met, verdict
     from harness.measure import why_not_measurable
     engines = ("launcher", "docker") if args.engine == "both" else (args.engine,)
@@ -150,7 +147,7 @@ def cmd_validate(args, console) -> int:
         for name, table in (("validation-requests.csv", rows), ("validation.csv", summary),
                             ("validation-phases.csv", phases), ("validation-by-phase.csv", by_phase),
                             ("validation-targets.csv", lines)):
-            write_rows_csv(table, args.out / name)
+            write_rows_csv(table, args.out / name, list(table[0]) if table else [])
         console.print(f"wrote {args.out}/validation*.csv")
     return 0 if all_met(lines) else 1
 

@@ -87,7 +87,8 @@ def calibration_scenario():
     return parse_scenario(CALIBRATION_TOML, "<calibration>")
 
 
-def _median(rows: list[PhaseRow], keep: Callable[[PhaseRow], bool]) -> float:
+def median_duration(rows: list[PhaseRow], keep: Callable[[PhaseRow], bool]) -> float:
+    """The median duration of the rows `keep` picks; ValueError when there are none."""
     values = [r.duration_s for r in rows if keep(r)]
     if not values:
         raise ValueError("calibration: a phase it needs was not measured")
@@ -97,7 +98,7 @@ def _median(rows: list[PhaseRow], keep: Callable[[PhaseRow], bool]) -> float:
 def derive_costs(rows: list[PhaseRow], engine: str, sizes: dict[str, int]) -> Costs:
     """Costs read off the calibration workload's trace (see the module docstring)."""
     def phase(name: str, layer: str = "", request_prefix: str = "") -> float:
-        return _median(rows, lambda r: r.phase == name and r.layer == layer
+        return median_duration(rows, lambda r: r.phase == name and r.layer == layer
                        and r.request.startswith(request_prefix))
 
     registry_request_s = phase("resolve") / 3
@@ -121,7 +122,7 @@ def derive_costs(rows: list[PhaseRow], engine: str, sizes: dict[str, int]) -> Co
     warm = "s1-c0-r"  # the cached runs: every repeat after the first (before the big pulls,
     # whose disk write-back would slow them)
     warm_rows = [r for r in rows if r.request.startswith(warm) and not r.request.endswith("r0")]
-    parts = {name: _median(warm_rows, lambda r, n=name: r.phase == n)
+    parts = {name: median_duration(warm_rows, lambda r, n=name: r.phase == n)
              for name in ("request", "create", "start", "run", "remove")}
     if engine == "launcher":
         # The daemon times its own work.  In the SDK's sequence the process's

@@ -24,8 +24,8 @@ with the model's pull computed after the resolve's round trips are known
 """
 from __future__ import annotations
 
-import statistics
 
+from harness.calibrate import median_duration
 from harness.measure import measure
 from model.costs import Costs
 from model.tcp import kernel_link_model
@@ -93,11 +93,8 @@ def bulk_scenario():
 
 
 def _median_phase(rows: list[PhaseRow], phase: str, request: str = MEASURED, layer: str = "") -> float:
-    values = [r.duration_s for r in rows
-              if r.phase == phase and r.request.startswith(request) and r.layer == layer]
-    if not values:
-        raise ValueError(f"calibration: no {phase} phase was measured on the kernel network")
-    return statistics.median(values)
+    return median_duration(rows, lambda r: r.phase == phase and r.request.startswith(request)
+                           and r.layer == layer)
 
 
 def derive_tcp_setup(real_rows: list[PhaseRow], costs: Costs) -> Costs:

@@ -10,12 +10,12 @@ its unix socket, exactly as one Docker host per machine.
 """
 from __future__ import annotations
 
-from contextlib import ExitStack
+from contextlib import closing
 from functools import partial
 from pathlib import Path
 
 from harness.clients import RunContext, run_clients
-from harness.measure import run_daemon, run_docker_engine, serve_registry
+from harness.measure import ENGINES, each_replication, serve_registry
 from harness.netns import LinkSpec, build_network
 from vocab.scenario import Scenario
 from vocab.trace import PhaseRow
@@ -40,30 +40,23 @@ def measure_on_kernel_network(scenario: Scenario, work: Path, names: dict[str, s
                               sizes: dict[str, int], progress, engine: str = "launcher") -> list[PhaseRow]:
     """Every replication on one kernel network built for the scenario, with one
     daemon of `engine` (launcher or docker) per node; return the rows."""
-    start_engine = run_docker_engine if engine == "docker" else run_daemon
     nodes = scenario.node_names()
     access, uplink = links(scenario)
     rows: list[PhaseRow] = []
     progress(f"building a kernel network of {len(nodes)} node(s)")
     with build_network(nodes, access, uplink, rtt_ms=scenario.network.rtt_ms) as net:
-        def registry(replication: int):
+        def start_registry(replication: int):
             return serve_registry(scenario, work / "registry", work,
                                   popen=partial(net.popen, net.registry_ns),
                                   listen=f"{net.registry_addr}:{REGISTRY_PORT}", shape=False,
                                   replication=replication)
-        # with faults, a registry per replication draws that replication's faults
-        each = scenario.registry.faults.any
-        with ExitStack() as shared:
-            shared_url = None if each else shared.enter_context(registry(0))
-            for replication in range(scenario.replications):
-                progress(f"replication {replication + 1} of {scenario.replications}")
-                with ExitStack() as stack:
-                    registry_url = shared_url or stack.enter_context(registry(replication))
-                    sockets = {node: stack.enter_context(
-                        start_engine(scenario, registry_url, work, replication, node=node,
-                                     popen=partial(net.popen, net.node_ns[node])))
-                        for node in nodes}
-                    ctx = RunContext(scenario, "", replication, engine, names, sizes,
-                                     node=nodes[0], sockets=sockets)
-                    rows.extend(run_clients(ctx))
+        with closing(each_replication(scenario, start_registry, progress)) as replications:
+            for replication, registry_url, stack in replications:
+                sockets = {node: stack.enter_context(
+                    ENGINES[engine](scenario, registry_url, work, replication, node=node,
+                                    popen=partial(net.popen, net.node_ns[node])))
+                    for node in nodes}
+                ctx = RunContext(scenario, "", replication, engine, names, sizes,
+                                 node=nodes[0], sockets=sockets)
+                rows.extend(run_clients(ctx))
     return rows

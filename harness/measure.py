@@ -15,9 +15,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, ContextManager, Iterator
 
 from harness.clients import MeasureError, RunContext, run_clients
 from harness.procs import stop_process
@@ -194,6 +194,22 @@ def run_docker_engine(scenario: Scenario, registry_url: str, work: Path, replica
 ENGINES = {"launcher": run_daemon, "docker": run_docker_engine}
 
 
+def each_replication(scenario: Scenario, start_registry: Callable[[int], ContextManager[str]],
+                     progress: Progress) -> Iterator[tuple[int, str, ExitStack]]:
+    """Every replication's number, its registry's URL, and an ExitStack that is
+    closed when the replication ends (for its daemons).  One registry serves every
+    replication, except with faults: then each gets its own, which draws that
+    replication's faults, as the model does.  Use it in `contextlib.closing`, so
+    that a failure stops the replication's processes at once."""
+    with ExitStack() as shared:
+        shared_url = (None if scenario.registry.faults.any
+                      else shared.enter_context(start_registry(0)))
+        for replication in range(scenario.replications):
+            progress(f"replication {replication + 1} of {scenario.replications}")
+            with ExitStack() as stack:
+                yield replication, shared_url or stack.enter_context(start_registry(replication)), stack
+
+
 def measure(scenario: Scenario, progress: Progress = lambda message: None,
             keep_logs: Path | None = None, engine: str = "launcher",
             network: str = "emulated") -> list[PhaseRow]:
@@ -217,21 +233,15 @@ def measure(scenario: Scenario, progress: Progress = lambda message: None,
             from harness.kernel_world import measure_on_kernel_network
             rows = measure_on_kernel_network(scenario, work, names, sizes, progress, engine)
         else:
-            # with faults, a registry per replication draws that replication's faults
-            each = scenario.registry.faults.any
-            with ExitStack() as shared:
-                shared_url = None if each else shared.enter_context(
-                    serve_registry(scenario, work / "registry", work))
-                for replication in range(scenario.replications):
-                    progress(f"replication {replication + 1} of {scenario.replications}")
-                    with ExitStack() as stack:
-                        registry_url = shared_url or stack.enter_context(serve_registry(
-                            scenario, work / "registry", work, replication=replication))
-                        sock = stack.enter_context(
-                            ENGINES[engine](scenario, registry_url, work, replication))
-                        ctx = RunContext(scenario, sock, replication, engine, names, sizes,
-                                         node=scenario.node_names()[0])
-                        rows.extend(run_clients(ctx))
+            def start_registry(replication: int):
+                return serve_registry(scenario, work / "registry", work, replication=replication)
+            with closing(each_replication(scenario, start_registry, progress)) as replications:
+                for replication, registry_url, stack in replications:
+                    sock = stack.enter_context(ENGINES[engine](scenario, registry_url, work,
+                                                               replication))
+                    ctx = RunContext(scenario, sock, replication, engine, names, sizes,
+                                     node=scenario.node_names()[0])
+                    rows.extend(run_clients(ctx))
     finally:
         if keep_logs is not None:
             keep_logs.mkdir(parents=True, exist_ok=True)

@@ -81,12 +81,7 @@ def parse_document(body: bytes, content_type: str, what: str) -> tuple[dict, str
     """A manifest or index as JSON, and its media type: the document's own
     `mediaType`, else the response's Content-Type, else guessed from its keys
     (OCI allows `mediaType` to be left out)."""
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        raise ManifestError(f"{what}: not valid JSON") from None
-    if not isinstance(doc, dict):
-        raise ManifestError(f"{what}: not a JSON object")
+    doc = json_object(body, what)
     media_type = doc.get("mediaType") or content_type.split(";")[0].strip()
     if media_type in DOCKER_SCHEMA1 or doc.get("schemaVersion") == 1:
         raise ManifestError(f"{what}: Docker schema 1 manifests are not supported "
@@ -101,8 +96,8 @@ def parse_document(body: bytes, content_type: str, what: str) -> tuple[dict, str
     return doc, media_type
 
 
-def parse_config(body: bytes, what: str) -> dict:
-    """An image config: a JSON object (its rootfs.diff_ids are read by image_layers)."""
+def json_object(body: bytes, what: str) -> dict:
+    """A JSON object, or ManifestError naming `what`."""
     try:
         doc = json.loads(body)
     except ValueError:
@@ -110,6 +105,11 @@ def parse_config(body: bytes, what: str) -> dict:
     if not isinstance(doc, dict):
         raise ManifestError(f"{what}: not a JSON object")
     return doc
+
+
+def parse_config(body: bytes, what: str) -> dict:
+    """An image config: a JSON object (its rootfs.diff_ids are read by image_layers)."""
+    return json_object(body, what)
 
 
 def pick_platform(index: dict, what: str, machine: str | None = None) -> dict:
