@@ -232,6 +232,27 @@ def running_daemon(registry_url: str, work: Path, max_concurrent_downloads: int 
         shutil.rmtree(daemon.root, ignore_errors=True)
 
 
+@contextmanager
+def sdk_client(daemon: DaemonProcess, pull: str = "") -> Iterator[docker.DockerClient]:
+    """A Docker SDK client of `daemon`, with image `pull` pulled first; closed at the end."""
+    client = daemon.client()
+    try:
+        if pull:
+            repository, tag = pull.rsplit(":", 1)
+            client.images.pull(repository, tag=tag)
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def no_containers_left(client):
+    """Every test must leave the daemon without containers (run --rm, remove());
+    a module that asks for it (pytestmark) defines the `client` fixture."""
+    yield
+    assert client.containers.list(all=True) == []
+
+
 @pytest.fixture
 def start_daemon(tmp_path_factory):
     """A factory: `start_daemon(registry_url, max_concurrent_downloads=3, extra_args=())`

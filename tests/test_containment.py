@@ -23,9 +23,10 @@ from docker.errors import APIError
 
 from launcher import capabilities
 from launcher.cgroups import CgroupManager
-from tests.conftest import ALPHA, running_daemon
+from tests.conftest import ALPHA, running_daemon, sdk_client
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="containers need root"),
+              pytest.mark.usefixtures("no_containers_left")]
 
 DOCKER_DEFAULT_CAPS = 0x00000000A80425FB  # CapEff of `docker run busybox` as root
 
@@ -38,18 +39,8 @@ def daemon(registry, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(daemon):
-    client = daemon.client()
-    client.images.pull("docksim-test/alpha", tag="1")
-    try:
+    with sdk_client(daemon, ALPHA) as client:
         yield client
-    finally:
-        client.close()
-
-
-@pytest.fixture(autouse=True)
-def no_containers_left(client):
-    yield
-    assert client.containers.list(all=True) == []
 
 
 def sh(client, script: str, inspect=None, **kwargs) -> tuple[int, str, str]:

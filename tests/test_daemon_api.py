@@ -16,7 +16,8 @@ from docker.errors import APIError, ContainerError, ImageNotFound, NotFound
 
 from registry.builder import go_arch
 from tests.conftest import (ALPHA, API_VERSION, BETA, GAMMA, docker_cli, overlay_mounts_under,
-                            pull_stream, running_daemon, short_id, statuses_by_layer)
+                            pull_stream, running_daemon, sdk_client, short_id,
+                            statuses_by_layer)
 
 
 @pytest.fixture(scope="module")
@@ -25,20 +26,13 @@ def daemon(registry, tmp_path_factory):
         yield process
 
 
+pytestmark = pytest.mark.usefixtures("no_containers_left")
+
+
 @pytest.fixture(scope="module")
 def client(daemon):
-    client = daemon.client()
-    try:
+    with sdk_client(daemon) as client:
         yield client
-    finally:
-        client.close()
-
-
-@pytest.fixture(autouse=True)
-def no_containers_left(client):
-    """Every test must leave the daemon without containers (run --rm, remove())."""
-    yield
-    assert client.containers.list(all=True) == []
 
 
 def absent(client: docker.DockerClient, ref: str) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from launcher.cgroups import CgroupManager
-from tests.conftest import ALPHA, running_daemon
+from tests.conftest import ALPHA, running_daemon, sdk_client
 
 BUSYBOX = "/bin/busybox"
 
@@ -27,13 +27,9 @@ def daemon(registry, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(daemon):
-    client = daemon.client()
-    client.images.pull("docksim-test/alpha", tag="1")
-    try:
+    with sdk_client(daemon, ALPHA) as client:
         yield client
-    finally:
         assert client.containers.list(all=True) == []
-        client.close()
 
 
 @pytest.fixture(scope="module")
