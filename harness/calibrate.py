@@ -3,9 +3,11 @@
 Calibration plays its own small workload, never the scenario being predicted:
 pulls of single-layer images of known size and compressibility over an
 unshaped loopback link (to separate per-request, per-layer and per-byte
-costs), a series of cached `run`s of `true` (container costs and the cost of
-an API call) and one `rmi`; then, on a kernel network, a tiny pull that shows
-the round trips spent opening TCP connections (harness/calibrate_tcp.py).  Each cost is read off the measured phases with
+costs), two series of cached `run`s of `true` (container costs and the cost of
+an API call) and one `rmi`.  It also times how fast a sync writes fresh files
+to disk (what dockerd's unmounts wait for, model/pagecache.py) and, on a kernel
+network, a tiny pull that shows the round trips spent opening TCP connections
+(harness/calibrate_tcp.py).  Each cost is read off the measured phases with
 the same arithmetic the model uses to put them back together (model/client.py
 and model/pull.py), so the model reproduces the calibration workload.
 
@@ -15,7 +17,12 @@ the real dockerd they are timed around the client's calls (they include one).
 """
 from __future__ import annotations
 
+import os
+import shutil
 import statistics
+import tempfile
+import time
+from pathlib import Path
 from typing import Callable
 
 from harness.measure import measure
@@ -24,13 +31,18 @@ from vocab.scenario import parse_scenario
 from vocab.trace import PhaseRow
 
 WARM_RUNS = 10
+# Cached runs come in two windows per replication, one before the big pulls and
+# one after the rmi: this VM's container operations drift by 20 % or more from
+# one second to the next, so the median of many short windows is steadier than
+# one long run of samples.
+WARM_REQUESTS = ("s1-c0-r", "s6-c0-r")
 RMI_REQUEST = "s5-"  # the rmi step's requests
 SDK_RUN_CALLS = 7  # create, inspect, start, logs, inspect, wait, delete (model/client.py)
 CALIBRATION_TOML = f"""
 [scenario]
 name = "calibration"
 description = "docksim's calibration workload: layer sizes and kinds, cached runs, one rmi."
-replications = 3
+replications = 5
 
 [[image]]
 ref = "calibration/base:1"
@@ -80,6 +92,12 @@ image = "calibration/compressible:1"
 at_s = 5.5
 command = "rmi"
 image = "calibration/random-small:1"
+
+[[step]]
+at_s = 6.0
+command = "run"
+image = "calibration/base:1"
+repeat = {WARM_RUNS}
 """
 
 
@@ -119,9 +137,9 @@ def derive_costs(rows: list[PhaseRow], engine: str, sizes: dict[str, int]) -> Co
         max(0.0, r.end_s - extract_ends[(r.replication, r.request)]) for r in rows
         if r.phase == "pull" and (r.replication, r.request) in extract_ends)
 
-    warm = "s1-c0-r"  # the cached runs: every repeat after the first (before the big pulls,
-    # whose disk write-back would slow them)
-    warm_rows = [r for r in rows if r.request.startswith(warm) and not r.request.endswith("r0")]
+    # the cached runs: every repeat after the first of each window (dockerd's
+    # first container of an image costs more than the rest)
+    warm_rows = [r for r in rows if r.request.startswith(WARM_REQUESTS) and not r.request.endswith("-r0")]
     parts = {name: median_duration(warm_rows, lambda r, n=name: r.phase == n)
              for name in ("request", "create", "start", "run", "remove")}
     if engine == "launcher":
@@ -146,7 +164,43 @@ def derive_costs(rows: list[PhaseRow], engine: str, sizes: dict[str, int]) -> Co
                  extract_random_Bps=random_Bps, extract_compressible_Bps=compressible_Bps,
                  extract_fixed_s=fixed_s, pull_fixed_s=pull_fixed_s, create_s=create_s,
                  start_s=start_s, exit_s=exit_s, remove_s=remove_s, rmi_s=rmi_s,
-                 extract_streams=1.0 if engine == "launcher" else 0.0)
+                 extract_streams=1.0 if engine == "launcher" else 0.0,
+                 unmount_flushes=0.0 if engine == "launcher" else 1.0)
+
+
+FLUSH_PROBE_MB = 32
+FLUSH_PROBE_RUNS = 3
+
+
+def measure_disk_flush(directory: str | None = None) -> tuple[float, float]:
+    """This machine's disk as a pull leaves it: the rate at which a sync writes
+    freshly written file data back (bytes/s), and the age at which the kernel
+    writes dirty data back by itself (vm.dirty_expire_centisecs, in seconds).
+
+    Writes FLUSH_PROBE_MB of incompressible files where measurements keep their
+    stores (the temp directory) and times sync(2), minus an idle sync's time;
+    the median of FLUSH_PROBE_RUNS."""
+    chunk = os.urandom(1 << 20)
+    probe = Path(tempfile.mkdtemp(prefix="docksim-flush-", dir=directory))
+    rates = []
+    try:
+        for run in range(FLUSH_PROBE_RUNS):
+            os.sync()
+            began = time.perf_counter()
+            os.sync()
+            idle_s = time.perf_counter() - began
+            for i in range(FLUSH_PROBE_MB):
+                (probe / f"{run}-{i}").write_bytes(chunk)
+            began = time.perf_counter()
+            os.sync()
+            rates.append(FLUSH_PROBE_MB * len(chunk) / max(time.perf_counter() - began - idle_s, 1e-6))
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+    try:
+        expire_s = int(Path("/proc/sys/vm/dirty_expire_centisecs").read_text()) / 100
+    except (OSError, ValueError):
+        expire_s = Costs.dirty_expire_s
+    return statistics.median(rates), expire_s
 
 
 def calibrate(engine: str = "launcher", progress=lambda message: None) -> Costs:
@@ -158,7 +212,9 @@ def calibrate(engine: str = "launcher", progress=lambda message: None) -> Costs:
     scenario = calibration_scenario()
     rows = measure(scenario, progress=progress, engine=engine)
     sizes = {name: layer.size_bytes for name, layer in scenario.layers().items()}
-    costs = derive_costs(rows, engine, sizes)
+    progress("disk write-back")
+    flush_Bps, expire_s = measure_disk_flush()
+    costs = derive_costs(rows, engine, sizes).with_(disk_flush_Bps=flush_Bps, dirty_expire_s=expire_s)
     if why_unavailable() is None:
         costs = calibrate_tcp(costs, engine, lambda message: progress(f"TCP set-up: {message}"))
     return costs

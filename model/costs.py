@@ -69,6 +69,16 @@ class Costs:
     # connection of its own and keeps idle ones for reuse.
     tcp_setup_rtts_resolve: float = 1.1
     tcp_setup_rtts_blob: float = 0.0
+    # 1.0: every unmount of a container's overlay writes back the disk's dirty
+    # pages and waits (dockerd's overlay2, no `volatile`), so a create right
+    # after a pull pays for writing the pull's layers (model/pagecache.py);
+    # 0.0: it does not (docksim's engine mounts with `volatile`).
+    unmount_flushes: float = 0.0
+    # How fast a syncfs writes dirty file data back to this machine's disk.
+    disk_flush_Bps: float = 2.0e9
+    # How long written data stays dirty before the kernel's flusher writes it
+    # back on its own (vm.dirty_expire_centisecs, 30 s by default).
+    dirty_expire_s: float = 30.0
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -82,8 +92,9 @@ class Costs:
         for name in ("tcp_setup_rtts_resolve", "tcp_setup_rtts_blob"):
             if not 0 <= getattr(self, name) < math.inf:
                 raise ValueError(f"Costs.{name} must be a finite number >= 0, not {getattr(self, name)}")
-        if self.extract_streams not in (0.0, 1.0):
-            raise ValueError(f"Costs.extract_streams must be 0 or 1, not {self.extract_streams}")
+        for name in ("extract_streams", "unmount_flushes"):
+            if getattr(self, name) not in (0.0, 1.0):
+                raise ValueError(f"Costs.{name} must be 0 or 1, not {getattr(self, name)}")
         if not 0 < self.link_goodput_ratio <= 1:
             raise ValueError(f"Costs.link_goodput_ratio must be in (0, 1], not {self.link_goodput_ratio}")
 

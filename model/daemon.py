@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import simpy
 
 from model.costs import Costs
+from model.pagecache import PageCache
 from model.pull import PullManager
 from model.recorder import Request
 from model.store import ImageStore
@@ -53,7 +54,7 @@ class Daemon:
 
     def __init__(self, env: simpy.Environment, images: dict[str, Image], costs: Costs,
                  store: ImageStore, pulls: PullManager, api_workers: int | None = None,
-                 rng: random.Random | None = None):
+                 rng: random.Random | None = None, disk: PageCache | None = None):
         self.env = env
         self.images = images
         self.costs = costs
@@ -61,6 +62,7 @@ class Daemon:
         self.rng = rng or random.Random(0)
         self.store = store
         self.pulls = pulls
+        self.disk = disk if disk is not None else pulls.disk
         self.api = simpy.Resource(env, api_workers) if api_workers else None
         self._containers: dict[str, Container] = {}
         self._created = 0
@@ -91,6 +93,13 @@ class Daemon:
         return Answer(200)
 
     # -- containers -------------------------------------------------------------
+    def _unmount_flush_s(self) -> float:
+        """The wait for the disk's dirty pages when overlayfs is unmounted: dockerd's
+        overlay2 mounts without `volatile`, so the unmount syncs (model/pagecache.py)."""
+        if not self.costs.unmount_flushes:
+            return 0.0
+        return self.disk.sync(self.env.now) / self.costs.disk_flush_Bps
+
     def containers_create(self, request: Request, ref: str, run_s: float):
         """POST /containers/create: 404 when the image is absent, else snapshot + record."""
         if not self.store.has_image(ref):
@@ -98,7 +107,8 @@ class Daemon:
         self.store.pin(ref)  # from now on the image cannot be removed under it
         self.store.used(ref, self.env.now)
         start_s = self.env.now
-        yield self.env.timeout(self.costs.create_s)
+        # creating mounts and unmounts the container's init layer
+        yield self.env.timeout(self.costs.create_s + self._unmount_flush_s())
         request.record("create", start_s, self.env.now)
         self._created += 1
         container = Container(f"c{self._created}", ref, run_s, request, self.env.event())
@@ -138,7 +148,7 @@ class Daemon:
         """DELETE /containers/{id}: unmount, delete the writable layer, forget it."""
         container = self._containers[container_id]
         start_s = self.env.now
-        yield self.env.timeout(self.costs.remove_s)
+        yield self.env.timeout(self.costs.remove_s + self._unmount_flush_s())
         request.record("remove", start_s, self.env.now)
         del self._containers[container_id]
         self.store.unpin(container.image)

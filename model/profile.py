@@ -41,6 +41,9 @@ EXPLAIN = {
     "extract_streams": "1: layers unpack while they download; 0: after the download",
     "tcp_setup_rtts_resolve": "round trips opening connections before a resolve (real TCP only)",
     "tcp_setup_rtts_blob": "round trips opening a connection before each blob GET (real TCP only)",
+    "unmount_flushes": "1: a container's unmount waits for the disk's dirty pages; 0: it does not",
+    "disk_flush_Bps": "rate at which a syncfs writes dirty file data to disk",
+    "dirty_expire_s": "age at which the kernel writes dirty data back by itself",
 }
 
 

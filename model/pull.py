@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import simpy
 
 from model.costs import Costs
+from model.pagecache import PageCache
 from model.recorder import Request
 from model.store import ImageStore
 from vocab.scenario import Image, Layer
@@ -56,8 +57,10 @@ class PullManager:
 
     def __init__(self, env: simpy.Environment, costs: Costs, store: ImageStore,
                  source, node: str, max_concurrent_downloads: int,
-                 serial_extract: bool = True, cores: int | None = None):
+                 serial_extract: bool = True, cores: int | None = None,
+                 disk: PageCache | None = None):
         self.env = env
+        self.disk = disk if disk is not None else PageCache(costs.dirty_expire_s)
         self.costs = costs
         self.store = store
         self.source = source
@@ -173,6 +176,7 @@ class PullManager:
         if self.costs.extract_streams and finish_s > self.env.now:
             yield self.env.timeout(finish_s - self.env.now)
         request.record("extract", extract_start_s, self.env.now, layer.name, layer.size_bytes)
+        self.disk.write(self.env.now, layer.size_bytes)  # the layer's files, not yet on disk
 
         self.store.add_layer(layer.name)
         del self._transfers[layer.name]

@@ -23,6 +23,7 @@ from model.costs import Costs
 from model.daemon import Daemon
 from model.flows import FlowNetwork
 from model.p2p import Swarm
+from model.pagecache import PageCache
 from model.pull import PullManager
 from model.registry import RegistryServer
 from model.sources import Fetcher, MirrorSource, RegistrySource
@@ -73,12 +74,13 @@ class World:
             capacity = None if group.cache_mb is None else group.cache_mb * MB
             for name in group.names():
                 store = ImageStore(capacity, layer_bytes, self._forgetter(name))
+                disk = PageCache(costs.dirty_expire_s)
                 pulls = PullManager(env, costs, store, self.source, name,
                                     daemon_spec.max_concurrent_downloads,
                                     serial_extract=daemon_spec.extract == "serial",
-                                    cores=daemon_spec.cores)
+                                    cores=daemon_spec.cores, disk=disk)
                 self.daemons[name] = Daemon(env, images, costs, store, pulls,
-                                            api_workers=daemon_spec.api_workers)
+                                            api_workers=daemon_spec.api_workers, disk=disk)
                 for ref in group.cached:
                     self._preload(name, store, images[ref])
 
