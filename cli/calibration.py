@@ -23,7 +23,7 @@ def _unit(name: str, value: float) -> str:
     if name.endswith("_Bps"):
         return f"{value / 1e6:,.1f} MB/s"
     if name.endswith("_s"):
-        return f"{value * 1000:.2f} ms"
+        return f"{value:.1f} s" if value >= 1 else f"{value * 1000:.2f} ms"
     return f"{value:g}"
 
 
