@@ -32,6 +32,7 @@ EXPLAIN = {
     "extract_random_Bps": "extraction rate of incompressible layers (content bytes/s)",
     "extract_compressible_Bps": "extraction rate as compression grows without limit",
     "extract_fixed_s": "fixed cost per extracted layer",
+    "userland_extract_s": "extra extraction time of a bottom layer (its base userland)",
     "pull_fixed_s": "from the last layer registered to the pull's end",
     "create_s": "container create (rootfs snapshot, record)",
     "start_s": "container start, until the process has exec'd",

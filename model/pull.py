@@ -58,8 +58,9 @@ class PullManager:
     def __init__(self, env: simpy.Environment, costs: Costs, store: ImageStore,
                  source, node: str, max_concurrent_downloads: int,
                  serial_extract: bool = True, cores: int | None = None,
-                 disk: PageCache | None = None):
+                 disk: PageCache | None = None, userland_layers: frozenset[str] = frozenset()):
         self.env = env
+        self.userland_layers = userland_layers
         self.disk = disk if disk is not None else PageCache(costs.dirty_expire_s)
         self.costs = costs
         self.store = store
@@ -142,7 +143,9 @@ class PullManager:
         registered; the last bytes still need their share of work and the layer
         its registration, so
             extract_end = max(extract_start + extract_s, download_end + extract_fixed_s).
-        dockerd writes the blob to disk first and extracts it afterwards.
+        dockerd writes the blob to disk first and extracts it afterwards.  A bottom
+        layer's extract_s includes unpacking its userland (costs.userland_extract_s),
+        which comes first in the tar, so it never delays the end of a download.
         """
         layer, request = transfer.layer, transfer.owner
         yield slot
@@ -164,7 +167,10 @@ class PullManager:
             core = self.cores.request()
             yield core
         extract_start_s = self.env.now
-        yield self.env.timeout(self.costs.extract_s(layer.size_bytes, layer.compression))
+        extract_s = self.costs.extract_s(layer.size_bytes, layer.compression)
+        if layer.name in self.userland_layers:
+            extract_s += self.costs.userland_extract_s
+        yield self.env.timeout(extract_s)
         if core is not None:
             self.cores.release(core)
         ok = yield download  # already done unless the bytes arrive slower than they unpack

@@ -78,7 +78,8 @@ class World:
                 pulls = PullManager(env, costs, store, self.source, name,
                                     daemon_spec.max_concurrent_downloads,
                                     serial_extract=daemon_spec.extract == "serial",
-                                    cores=daemon_spec.cores, disk=disk)
+                                    cores=daemon_spec.cores, disk=disk,
+                                    userland_layers=scenario.bottom_layers())
                 self.daemons[name] = Daemon(env, images, costs, store, pulls,
                                             api_workers=daemon_spec.api_workers, disk=disk)
                 for ref in group.cached:

@@ -181,7 +181,7 @@ def build_images(scenario: Scenario, root: Path, cache_dir: Path | None = None, 
     layout = RegistryLayout(root)
     layout.ensure()
     cache = _LayerCache(Path(cache_dir)) if cache_dir is not None else None
-    bottoms = {image.layers[0].name for image in scenario.images}
+    bottoms = scenario.bottom_layers()
     if bottoms and userland is None:
         userland = find_userland()
     layers: dict[str, BuiltLayer] = {}

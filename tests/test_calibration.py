@@ -24,7 +24,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 TRUTH = Costs(api_call_s=0.0011, registry_request_s=0.0021, unlimited_link_Bps=9e8,
               extract_random_Bps=2.5e8, extract_compressible_Bps=6e8, extract_fixed_s=0.004,
               pull_fixed_s=0.0009, create_s=0.0015, start_s=0.006, exit_s=0.002,
-              remove_s=0.0025, rmi_s=0.003)
+              remove_s=0.0025, rmi_s=0.003, userland_extract_s=0.012)
 
 
 def _sizes(scenario):

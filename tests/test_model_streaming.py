@@ -46,3 +46,19 @@ def test_the_last_bytes_still_need_the_fixed_cost():
     rows = simulate(TWO, costs=costs)
     assert span(one(rows, "extract", layer="base")) == (0.0, 1.15)
     assert span(one(rows, "extract", layer="top")) == (1.15, 1.21)
+
+
+def test_a_bottom_layer_also_unpacks_its_userland():
+    # The userland costs 0.05 s more in base, the bottom layer of a:1, and in top,
+    # the bottom of b:1 (the builder gives every image's bottom layer one).  After
+    # the download (1.1 s): base 0.1 + 0.05 -> 1.25 s, top 0.01 + 0.05 -> 1.31 s.
+    scenario = world(image("a:1", layer("base", 10), layer("top", 1)), image("b:1", layer("top", 1)),
+                     step("pull", "a:1"))
+    assert scenario.bottom_layers() == {"base", "top"}
+    rows = simulate(scenario, costs=AFTER.with_(userland_extract_s=0.05))
+    assert span(one(rows, "extract", layer="base")) == (1.1, 1.25)
+    assert span(one(rows, "extract", layer="top")) == (1.25, 1.31)
+    # streaming: base's 0.15 s of work is done long before its last byte at 1.1 s
+    rows = simulate(scenario, costs=STREAMING.with_(userland_extract_s=0.05))
+    assert span(one(rows, "extract", layer="base")) == (0.0, 1.1)
+    assert span(one(rows, "extract", layer="top")) == (1.1, 1.16)

@@ -146,6 +146,12 @@ class Scenario:
         """Every distinct layer by name."""
         return {layer.name: layer for image in self.images for layer in image.layers}
 
+    def bottom_layers(self) -> frozenset[str]:
+        """The layers at the bottom of some image.  Like a base image's layer, each
+        carries a small userland (a shell and `true`) besides its filler, so that
+        the image can run; its real binaries unpack slower than filler does."""
+        return frozenset(image.layers[0].name for image in self.images if image.layers)
+
     def with_seed(self, seed: int) -> "Scenario":
         return replace(self, seed=seed)
 
