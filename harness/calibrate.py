@@ -161,7 +161,8 @@ def derive_costs(rows: list[PhaseRow], engine: str, sizes: dict[str, int]) -> Co
                   extract_fixed_s=fixed_s, pull_fixed_s=pull_fixed_s, create_s=create_s,
                   start_s=start_s, exit_s=exit_s, remove_s=remove_s, rmi_s=rmi_s,
                   extract_streams=1.0 if engine == "launcher" else 0.0,
-                  unmount_flushes=0.0 if engine == "launcher" else 1.0)
+                  unmount_flushes=0.0 if engine == "launcher" else 1.0,
+                  phases_include_call=0.0 if engine == "launcher" else 1.0)
     # The base layer is the only bottom layer: what it takes beyond filler of its
     # size and compression is its userland's unpacking.  (Its blob arrives long
     # before it is unpacked, so on a streaming engine, too, the phase is all work.)

@@ -79,6 +79,11 @@ class Costs:
     # after a pull pays for writing the pull's layers (model/pagecache.py);
     # 0.0: it does not (docksim's engine mounts with `volatile`).
     unmount_flushes: float = 0.0
+    # 1.0: `create`, `start` and `remove` are timed around the client's call,
+    # round trip included (dockerd, measured through the SDK); 0.0: the daemon
+    # times its own work (docksim's engine).  Only what the trace records
+    # changes, never when anything happens.
+    phases_include_call: float = 0.0
     # How fast a syncfs writes dirty file data back to this machine's disk.
     disk_flush_Bps: float = 2.0e9
     # How long written data stays dirty before the kernel's flusher writes it
@@ -97,7 +102,7 @@ class Costs:
         for name in ("tcp_setup_rtts_resolve", "tcp_setup_rtts_blob"):
             if not 0 <= getattr(self, name) < math.inf:
                 raise ValueError(f"Costs.{name} must be a finite number >= 0, not {getattr(self, name)}")
-        for name in ("extract_streams", "unmount_flushes"):
+        for name in ("extract_streams", "unmount_flushes", "phases_include_call"):
             if getattr(self, name) not in (0.0, 1.0):
                 raise ValueError(f"Costs.{name} must be 0 or 1, not {getattr(self, name)}")
         if not 0 < self.link_goodput_ratio <= 1:

@@ -93,6 +93,15 @@ class Daemon:
         return Answer(200)
 
     # -- containers -------------------------------------------------------------
+    def _timed(self, began_s: float) -> tuple[float, float]:
+        """The span a container phase is recorded over: the daemon's own work, or,
+        for an engine timed around the client's calls (costs.phases_include_call),
+        that work with half a round trip on either side, as the SDK sees it."""
+        if not self.costs.phases_include_call:
+            return began_s, self.env.now
+        half_trip_s = self.costs.api_call_s / 2
+        return began_s - half_trip_s, self.env.now + half_trip_s
+
     def _unmount_flush_s(self) -> float:
         """The wait for the disk's dirty pages when overlayfs is unmounted: dockerd's
         overlay2 mounts without `volatile`, so the unmount syncs (model/pagecache.py)."""
@@ -109,7 +118,7 @@ class Daemon:
         start_s = self.env.now
         # creating mounts and unmounts the container's init layer
         yield self.env.timeout(self.costs.create_s + self._unmount_flush_s())
-        request.record("create", start_s, self.env.now)
+        request.record("create", *self._timed(start_s))
         self._created += 1
         container = Container(f"c{self._created}", ref, run_s, request, self.env.event())
         self._containers[container.id] = container
@@ -124,7 +133,7 @@ class Daemon:
         container = self._containers[container_id]
         start_s = self.env.now
         yield self.env.timeout(self.costs.start_s)
-        request.record("start", start_s, self.env.now)
+        request.record("start", *self._timed(start_s))
         self.env.process(self._run(container))
         return Answer(204)
 
@@ -149,7 +158,7 @@ class Daemon:
         container = self._containers[container_id]
         start_s = self.env.now
         yield self.env.timeout(self.costs.remove_s + self._unmount_flush_s())
-        request.record("remove", start_s, self.env.now)
+        request.record("remove", *self._timed(start_s))
         del self._containers[container_id]
         self.store.unpin(container.image)
         return Answer(204)
