@@ -24,7 +24,6 @@ from typing import Any, NamedTuple
 import simpy
 
 from model.costs import Costs
-from model.pagecache import PageCache
 from model.pull import PullManager
 from model.recorder import Request
 from model.store import ImageStore
@@ -54,7 +53,7 @@ class Daemon:
 
     def __init__(self, env: simpy.Environment, images: dict[str, Image], costs: Costs,
                  store: ImageStore, pulls: PullManager, api_workers: int | None = None,
-                 rng: random.Random | None = None, disk: PageCache | None = None):
+                 rng: random.Random | None = None):
         self.env = env
         self.images = images
         self.costs = costs
@@ -62,7 +61,6 @@ class Daemon:
         self.rng = rng or random.Random(0)
         self.store = store
         self.pulls = pulls
-        self.disk = disk if disk is not None else pulls.disk
         self.api = simpy.Resource(env, api_workers) if api_workers else None
         self._containers: dict[str, Container] = {}
         self._created = 0
@@ -107,7 +105,7 @@ class Daemon:
         overlay2 mounts without `volatile`, so the unmount syncs (model/pagecache.py)."""
         if not self.costs.unmount_flushes:
             return 0.0
-        return self.disk.sync(self.env.now) / self.costs.disk_flush_Bps
+        return self.pulls.disk.sync(self.env.now) / self.costs.disk_flush_Bps
 
     def containers_create(self, request: Request, ref: str, run_s: float):
         """POST /containers/create: 404 when the image is absent, else snapshot + record."""

@@ -58,10 +58,10 @@ class PullManager:
     def __init__(self, env: simpy.Environment, costs: Costs, store: ImageStore,
                  source, node: str, max_concurrent_downloads: int,
                  serial_extract: bool = True, cores: int | None = None,
-                 disk: PageCache | None = None, userland_layers: frozenset[str] = frozenset()):
+                 userland_layers: frozenset[str] = frozenset()):
         self.env = env
         self.userland_layers = userland_layers
-        self.disk = disk if disk is not None else PageCache(costs.dirty_expire_s)
+        self.disk = PageCache(costs.dirty_expire_s)  # the node's: the daemon's unmounts sync it
         self.costs = costs
         self.store = store
         self.source = source

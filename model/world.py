@@ -23,7 +23,6 @@ from model.costs import Costs
 from model.daemon import Daemon
 from model.flows import FlowNetwork
 from model.p2p import Swarm
-from model.pagecache import PageCache
 from model.pull import PullManager
 from model.registry import RegistryServer
 from model.sources import Fetcher, MirrorSource, RegistrySource
@@ -69,19 +68,18 @@ class World:
 
         images = {image.ref: image for image in scenario.images}
         layer_bytes = {name: layer.size_bytes for name, layer in scenario.layers().items()}
+        bottom_layers = scenario.bottom_layers()
         self.daemons: dict[str, Daemon] = {}
         for group in scenario.nodes:
             capacity = None if group.cache_mb is None else group.cache_mb * MB
             for name in group.names():
                 store = ImageStore(capacity, layer_bytes, self._forgetter(name))
-                disk = PageCache(costs.dirty_expire_s)
                 pulls = PullManager(env, costs, store, self.source, name,
                                     daemon_spec.max_concurrent_downloads,
                                     serial_extract=daemon_spec.extract == "serial",
-                                    cores=daemon_spec.cores, disk=disk,
-                                    userland_layers=scenario.bottom_layers())
+                                    cores=daemon_spec.cores, userland_layers=bottom_layers)
                 self.daemons[name] = Daemon(env, images, costs, store, pulls,
-                                            api_workers=daemon_spec.api_workers, disk=disk)
+                                            api_workers=daemon_spec.api_workers)
                 for ref in group.cached:
                     self._preload(name, store, images[ref])
 
