@@ -1,10 +1,10 @@
 """`calibrate`: measure this machine and engine, and derive the model's costs.
 
-Calibration plays its own small workload, never the scenario being predicted:
-pulls of single-layer images of known size and compressibility over an
-unshaped loopback link (to separate per-request, per-layer and per-byte
-costs), a series of cached `run`s of `true` (container costs and the cost of
-an API call) and one `rmi`.  It also times how fast a sync writes fresh files
+Calibration plays two small workloads of its own, never the scenario being
+predicted: pulls of images whose one new layer has a known size and
+compressibility, over an unshaped loopback link (to separate per-request,
+per-layer and per-byte costs), and one `rmi`; and, in many short replications,
+cached `run`s of `true` (container costs and the cost of an API call).  It also times how fast a sync writes fresh files
 to disk (what dockerd's unmounts wait for, model/pagecache.py) and, on a kernel
 network, a tiny pull that shows the round trips spent opening TCP connections
 (harness/calibrate_tcp.py).  Each cost is read off the measured phases with
@@ -30,75 +30,74 @@ from model.costs import Costs
 from vocab.scenario import parse_scenario
 from vocab.trace import PhaseRow
 
-WARM_RUNS = 10
 # The cached runs: a fresh daemon's first runs, soon after a pull, as a measured
 # scenario's are (each replication starts a fresh daemon).  Later in a daemon's
-# life starts get slower (README, "Where the model is still wrong").  Five
-# replications spread the samples over five daemons and half a minute, because
-# this VM's container operations drift by 20 % from one second to the next.
+# life starts get slower (README, "Where the model is still wrong").  They have
+# a workload of their own with many short replications, because on this VM a
+# daemon's cached runs are 13 % faster or slower than the average for seconds
+# at a time: the median of 60 replications' medians 3 s apart ranged 112-146 ms.
+WARM_RUNS = 6
+RUN_REPLICATIONS = 12
 WARM_REQUEST = "s1-c0-r"
-RMI_REQUEST = "s5-"  # the rmi step's requests
 BASE_COMPRESSION = 2.0
+# Incompressible layers from small to large: the extraction line (fixed cost per
+# layer + bytes / rate) is a least-squares fit through all of them.  Two sizes
+# were not enough: on dockerd the line through 10 and 40 MB overstated small
+# layers' fixed cost by half and understated a 60 MB layer by a fifth.
+RANDOM_LAYERS_MB = (2.0, 10.0, 40.0, 80.0)
+COMPRESSIBLE = "compressible"
 SDK_RUN_CALLS = 7  # create, inspect, start, logs, inspect, wait, delete (model/client.py)
-CALIBRATION_TOML = f"""
-[scenario]
-name = "calibration"
-description = "docksim's calibration workload: layer sizes and kinds, cached runs, one rmi."
-replications = 5
-
-[[image]]
-ref = "calibration/base:1"
-layers = [{{ name = "base", size_mb = 3.0, compression = {BASE_COMPRESSION} }}]
-
-[[image]]
-ref = "calibration/random-small:1"
-layers = [{{ name = "base", size_mb = 3.0, compression = 2.0 }},
-          {{ name = "random-small", size_mb = 10.0, compression = 1.0 }}]
-
-[[image]]
-ref = "calibration/random-large:1"
-layers = [{{ name = "base", size_mb = 3.0, compression = 2.0 }},
-          {{ name = "random-large", size_mb = 40.0, compression = 1.0 }}]
-
-[[image]]
-ref = "calibration/compressible:1"
-layers = [{{ name = "base", size_mb = 3.0, compression = 2.0 }},
-          {{ name = "compressible", size_mb = 40.0, compression = 4.0 }}]
-
-[[step]]
-command = "pull"
-image = "calibration/base:1"
-
-[[step]]
-at_s = 0.5
-command = "run"
-image = "calibration/base:1"
-repeat = {WARM_RUNS}
-
-[[step]]
-at_s = 1.5
-command = "pull"
-image = "calibration/random-small:1"
-
-[[step]]
-at_s = 2.5
-command = "pull"
-image = "calibration/random-large:1"
-
-[[step]]
-at_s = 4.0
-command = "pull"
-image = "calibration/compressible:1"
-
-[[step]]
-at_s = 5.5
-command = "rmi"
-image = "calibration/random-small:1"
-"""
+BASE_LAYER = f'{{ name = "base", size_mb = 3.0, compression = {BASE_COMPRESSION} }}'
 
 
-def calibration_scenario():
-    return parse_scenario(CALIBRATION_TOML, "<calibration>")
+def _random_layer(size_mb: float) -> str:
+    return f"random-{size_mb:g}"
+
+
+def _header(name: str, description: str, replications: int) -> str:
+    return (f'[scenario]\nname = "{name}"\ndescription = "{description}"\n'
+            f"replications = {replications}\n")
+
+
+def _step(at_s: float, command: str, image: str, extra: str = "") -> str:
+    return f'\n[[step]]\nat_s = {at_s:g}\ncommand = "{command}"\nimage = "calibration/{image}:1"\n{extra}'
+
+
+def _pulls_toml() -> str:
+    """Pull the base, then one image per random layer size and one compressible
+    image (each on the base, so only its own layer is unpacked), then remove one
+    image.  The pulls are spaced so that none overlaps another on the slowest
+    engine here (dockerd)."""
+    layers = {"base": None, **{_random_layer(mb): (mb, 1.0) for mb in RANDOM_LAYERS_MB},
+              COMPRESSIBLE: (40.0, 4.0)}
+    images = "".join(
+        f'\n[[image]]\nref = "calibration/{name}:1"\nlayers = [{BASE_LAYER}'
+        + (f', {{ name = "{name}", size_mb = {layer[0]}, compression = {layer[1]} }}' if layer else "")
+        + "]\n" for name, layer in layers.items())
+    steps, at_s = [_step(0.0, "pull", "base")], 0.5
+    for name, (size_mb, _) in list(layers.items())[1:]:
+        steps.append(_step(at_s, "pull", name))
+        at_s = round(at_s + 0.5 + size_mb / 60, 1)  # dockerd fetches and unpacks 120 MB/s here
+    steps.append(_step(at_s, "rmi", _random_layer(RANDOM_LAYERS_MB[1])))
+    return (_header("calibration", "docksim's calibration: layer sizes and kinds, one rmi.", 4)
+            + images + "".join(steps))
+
+
+RUNS_TOML = (_header("calibration-runs", "docksim's calibration: cached runs of a small image.",
+                     RUN_REPLICATIONS)
+             + f'\n[[image]]\nref = "calibration/base:1"\nlayers = [{BASE_LAYER}]\n'
+             + _step(0.0, "pull", "base") + _step(0.5, "run", "base", f"repeat = {WARM_RUNS}\n"))
+PULLS_TOML = _pulls_toml()
+RMI_REQUEST = f"s{PULLS_TOML.count('[[step]]') - 1}-"  # the last step's requests
+
+
+def calibration_scenarios():
+    """The two calibration workloads: (pulls, cached runs)."""
+    return parse_scenario(PULLS_TOML, "<calibration>"), parse_scenario(RUNS_TOML, "<calibration-runs>")
+
+
+def layer_sizes(*scenarios) -> dict[str, int]:
+    return {name: layer.size_bytes for s in scenarios for name, layer in s.layers().items()}
 
 
 def median_duration(rows: list[PhaseRow], keep: Callable[[PhaseRow], bool]) -> float:
@@ -109,20 +108,33 @@ def median_duration(rows: list[PhaseRow], keep: Callable[[PhaseRow], bool]) -> f
     return statistics.median(values)
 
 
-def derive_costs(rows: list[PhaseRow], engine: str, sizes: dict[str, int]) -> Costs:
-    """Costs read off the calibration workload's trace (see the module docstring)."""
+def extraction_line(points: list[tuple[int, float]]) -> tuple[float, float]:
+    """(fixed_s, Bps) of the least-squares line seconds = fixed_s + bytes / Bps
+    through (layer bytes, extraction seconds); fixed_s is clamped at 0."""
+    mean_x = statistics.fmean(x for x, _ in points)
+    mean_y = statistics.fmean(y for _, y in points)
+    sxx = sum((x - mean_x) ** 2 for x, _ in points)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / sxx
+    slope = max(slope, 1e-12)  # extraction never gets faster with size
+    return max(0.0, mean_y - slope * mean_x), 1 / slope
+
+
+def derive_costs(rows: list[PhaseRow], run_rows: list[PhaseRow], engine: str,
+                 sizes: dict[str, int]) -> Costs:
+    """Costs read off the traces of the calibration's pulls (`rows`) and cached
+    runs (`run_rows`); see the module docstring."""
     def phase(name: str, layer: str = "", request_prefix: str = "") -> float:
         return median_duration(rows, lambda r: r.phase == name and r.layer == layer
                        and r.request.startswith(request_prefix))
 
     registry_request_s = phase("resolve") / 3
-    small, large = phase("extract", "random-small"), phase("extract", "random-large")
-    random_Bps = (sizes["random-large"] - sizes["random-small"]) / max(large - small, 1e-6)
-    fixed_s = max(0.0, small - sizes["random-small"] / random_Bps)
-    rate4 = sizes["compressible"] / max(phase("extract", "compressible") - fixed_s, 1e-6)
+    random = [_random_layer(mb) for mb in RANDOM_LAYERS_MB]
+    fixed_s, random_Bps = extraction_line([(sizes[name], phase("extract", name)) for name in random])
+    rate4 = sizes[COMPRESSIBLE] / max(phase("extract", COMPRESSIBLE) - fixed_s, 1e-6)
     inverse = (4 / rate4 - 1 / random_Bps) / 3  # 1/R_comp from 1/r(4) = 1/Rc + (1/Rr - 1/Rc)/4
     compressible_Bps = 1 / inverse if inverse > 0 else 1e12
-    link_Bps = sizes["random-large"] / max(phase("download", "random-large") - registry_request_s, 1e-6)
+    largest = random[-1]
+    link_Bps = sizes[largest] / max(phase("download", largest) - registry_request_s, 1e-6)
 
     extract_ends = {}
     for r in rows:
@@ -135,7 +147,7 @@ def derive_costs(rows: list[PhaseRow], engine: str, sizes: dict[str, int]) -> Co
 
     # every cached run but the first, which waits for the base pull's write-back
     # on dockerd (model/pagecache.py)
-    warm_rows = [r for r in rows if r.request.startswith(WARM_REQUEST) and not r.request.endswith("-r0")]
+    warm_rows = [r for r in run_rows if r.request.startswith(WARM_REQUEST) and not r.request.endswith("-r0")]
     parts = {name: median_duration(warm_rows, lambda r, n=name: r.phase == n)
              for name in ("request", "create", "start", "run", "remove")}
     if engine == "launcher":
@@ -211,12 +223,13 @@ def calibrate(engine: str = "launcher", progress=lambda message: None) -> Costs:
     (harness/calibrate_tcp.py; otherwise it stays 0)."""
     from harness.calibrate_tcp import calibrate_tcp
     from harness.netns import why_unavailable
-    scenario = calibration_scenario()
-    rows = measure(scenario, progress=progress, engine=engine)
-    sizes = {name: layer.size_bytes for name, layer in scenario.layers().items()}
+    pulls, runs = calibration_scenarios()
+    rows = measure(pulls, progress=lambda m: progress(f"pulls: {m}"), engine=engine)
+    run_rows = measure(runs, progress=lambda m: progress(f"cached runs: {m}"), engine=engine)
     progress("disk write-back")
     flush_Bps, expire_s = measure_disk_flush()
-    costs = derive_costs(rows, engine, sizes).with_(disk_flush_Bps=flush_Bps, dirty_expire_s=expire_s)
+    costs = derive_costs(rows, run_rows, engine, layer_sizes(pulls)).with_(
+        disk_flush_Bps=flush_Bps, dirty_expire_s=expire_s)
     if why_unavailable() is None:
         costs = calibrate_tcp(costs, engine, lambda message: progress(f"TCP set-up: {message}"))
     return costs

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import model
-from harness.calibrate import calibration_scenario, derive_costs
+from harness.calibrate import calibration_scenarios, derive_costs, extraction_line, layer_sizes
 from harness.calibrate_tcp import (bulk_scenario, derive_kernel_link, derive_tcp_setup,
                                    tcp_scenario)
 from harness.measure import why_not_measurable
@@ -27,19 +27,26 @@ TRUTH = Costs(api_call_s=0.0011, registry_request_s=0.0021, unlimited_link_Bps=9
               remove_s=0.0025, rmi_s=0.003, userland_extract_s=0.012)
 
 
-def _sizes(scenario):
-    return {name: layer.size_bytes for name, layer in scenario.layers().items()}
-
-
 @pytest.mark.parametrize("truth", [TRUTH, dataclasses.replace(TRUTH, exit_s=0.02)],
                          ids=["exit hidden by the calls", "exit longer than three calls"])
 def test_derive_recovers_the_costs_the_model_was_given(truth):
     """Simulating the calibration workload with known costs and reading the costs
     back off that trace must give the same costs: calibration inverts the model."""
-    scenario = calibration_scenario()
-    got = derive_costs(model.simulate(scenario, costs=truth), "launcher", _sizes(scenario))
+    pulls, runs = calibration_scenarios()
+    got = derive_costs(model.simulate(pulls, costs=truth), model.simulate(runs, costs=truth),
+                       "launcher", layer_sizes(pulls))
     for field in dataclasses.fields(Costs):
         assert getattr(got, field.name) == pytest.approx(getattr(truth, field.name), rel=1e-6), field.name
+
+
+def test_extraction_line_is_the_least_squares_fit_through_every_size():
+    # on a line: 10 ms per layer plus 2 ms per MB (500 MB/s)
+    assert extraction_line([(1e6, 0.012), (3e6, 0.016), (5e6, 0.020)]) == pytest.approx((0.010, 5e8))
+    # residuals of +1, -2 and +1 ms (they sum to 0 and do not tilt it) leave the same line
+    assert extraction_line([(1e6, 0.013), (3e6, 0.014), (5e6, 0.021)]) == pytest.approx((0.010, 5e8))
+    # a line through the origin's far side: the fixed cost cannot be negative
+    fixed_s, rate_Bps = extraction_line([(2e6, 0.001), (4e6, 0.005)])
+    assert (fixed_s, rate_Bps) == (0.0, pytest.approx(5e8))
 
 
 @pytest.mark.parametrize("resolve_rtts, blob_rtts", [(1.0, 0.0), (3.0, 1.0), (0.5, 2.0)])
