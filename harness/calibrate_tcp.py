@@ -68,7 +68,7 @@ MEASURED = "s1-"
 # The rate of an unshaped kernel link: one incompressible 20 MB layer with no
 # round trip to wait for (so no slow start either).  The link is bound by the
 # CPU, whose speed for it wanders: with three replications, four calibrations
-# in an hour put the rate 25 % apart, so the median is taken over six.
+# within an hour put the rate up to 40 % apart, so the median is taken over six.
 BULK_TOML = """
 [scenario]
 name = "calibration-veth"
