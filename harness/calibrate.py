@@ -33,13 +33,14 @@ from vocab.trace import PhaseRow
 # The cached runs: a fresh daemon's first runs, soon after a pull, as a measured
 # scenario's are (each replication starts a fresh daemon).  Later in a daemon's
 # life starts get slower (README, "Where the model is still wrong").  They have
-# a workload of their own with many short replications, played once before the
-# pulls and once after, because on this VM a daemon's cached runs are up to 15 %
-# faster or slower than the average for tens of seconds at a time (README,
-# "Where the model is still wrong"): the wider the samples are spread, the
-# closer their median comes to the average.
+# a workload of their own with many short replications, because on this VM a
+# daemon's cached runs are up to 15 % faster or slower than the average for
+# tens of seconds at a time (README, "Where the model is still wrong").  It is
+# played before the pulls: played again after them, docksim's cached runs took
+# 7 and 12 % longer in two trials, while a measured scenario's first runs find
+# a machine that has not just unpacked 170 MB.
 WARM_RUNS = 6
-RUN_REPLICATIONS = 6  # in each of the two sessions
+RUN_REPLICATIONS = 12
 WARM_REQUEST = "s1-c0-r"
 BASE_COMPRESSION = 2.0
 # Incompressible layers from small to large: the extraction line (fixed cost per
@@ -228,7 +229,6 @@ def calibrate(engine: str = "launcher", progress=lambda message: None) -> Costs:
     pulls, runs = calibration_scenarios()
     run_rows = measure(runs, progress=lambda m: progress(f"cached runs: {m}"), engine=engine)
     rows = measure(pulls, progress=lambda m: progress(f"pulls: {m}"), engine=engine)
-    run_rows += measure(runs, progress=lambda m: progress(f"cached runs, again: {m}"), engine=engine)
     progress("disk write-back")
     flush_Bps, expire_s = measure_disk_flush()
     costs = derive_costs(rows, run_rows, engine, layer_sizes(pulls)).with_(
