@@ -4,10 +4,10 @@ Calibration plays two small workloads of its own, never the scenario being
 predicted: pulls of images whose one new layer has a known size and
 compressibility, over an unshaped loopback link (to separate per-request,
 per-layer and per-byte costs), and one `rmi`; and, in many short replications,
-cached `run`s of `true` (container costs and the cost of an API call).  It also times how fast a sync writes fresh files
-to disk (what dockerd's unmounts wait for, model/pagecache.py) and, on a kernel
-network, a tiny pull that shows the round trips spent opening TCP connections
-(harness/calibrate_tcp.py).  Each cost is read off the measured phases with
+cached `run`s of `true` (container costs and the cost of an API call).  It also
+times how fast a sync writes fresh files to disk (what dockerd's unmounts wait
+for, model/pagecache.py) and, on a kernel network, a tiny pull that shows the
+round trips spent opening TCP connections (harness/calibrate_tcp.py).  Each cost is read off the measured phases with
 the same arithmetic the model uses to put them back together (model/client.py
 and model/pull.py), so the model reproduces the calibration workload.
 
@@ -63,7 +63,8 @@ def _header(name: str, description: str, replications: int) -> str:
 
 
 def _step(at_s: float, command: str, image: str, extra: str = "") -> str:
-    return f'\n[[step]]\nat_s = {at_s:g}\ncommand = "{command}"\nimage = "calibration/{image}:1"\n{extra}'
+    return (f'\n[[step]]\nat_s = {at_s:g}\ncommand = "{command}"\n'
+            f'image = "calibration/{image}:1"\n{extra}')
 
 
 def _pulls_toml() -> str:
@@ -80,7 +81,8 @@ def _pulls_toml() -> str:
     steps, at_s = [_step(0.0, "pull", "base")], 0.5
     for name, (size_mb, _) in list(layers.items())[1:]:
         steps.append(_step(at_s, "pull", name))
-        at_s = round(at_s + 0.5 + size_mb / 60, 1)  # dockerd fetches and unpacks 120 MB/s here
+        # 60 MB a second: about half the rate at which dockerd fetches and unpacks here
+        at_s = round(at_s + 0.5 + size_mb / 60, 1)
     steps.append(_step(at_s, "rmi", _random_layer(RANDOM_LAYERS_MB[1])))
     return (_header("calibration", "docksim's calibration: layer sizes and kinds, one rmi.", 4)
             + images + "".join(steps))
@@ -150,7 +152,8 @@ def derive_costs(rows: list[PhaseRow], run_rows: list[PhaseRow], engine: str,
 
     # every cached run but the first, which waits for the base pull's write-back
     # on dockerd (model/pagecache.py)
-    warm_rows = [r for r in run_rows if r.request.startswith(WARM_REQUEST) and not r.request.endswith("-r0")]
+    warm_rows = [r for r in run_rows
+                 if r.request.startswith(WARM_REQUEST) and not r.request.endswith("-r0")]
     parts = {name: median_duration(warm_rows, lambda r, n=name: r.phase == n)
              for name in ("request", "create", "start", "run", "remove")}
     if engine == "launcher":
