@@ -67,19 +67,24 @@ def _step(at_s: float, command: str, image: str, extra: str = "") -> str:
             f'image = "calibration/{image}:1"\n{extra}')
 
 
+def _image(name: str, layer: tuple[float, float] | None = None) -> str:
+    """calibration/NAME:1: the base layer and, on it, a layer NAME of
+    `layer` = (size_mb, compression), if given."""
+    on_top = (f', {{ name = "{name}", size_mb = {layer[0]}, compression = {layer[1]} }}'
+              if layer else "")
+    return f'\n[[image]]\nref = "calibration/{name}:1"\nlayers = [{BASE_LAYER}{on_top}]\n'
+
+
 def _pulls_toml() -> str:
     """Pull the base, then one image per random layer size and one compressible
     image (each on the base, so only its own layer is unpacked), then remove one
     image.  The pulls are spaced so that none overlaps another on the slowest
     engine here (dockerd)."""
-    layers = {"base": None, **{_random_layer(mb): (mb, 1.0) for mb in RANDOM_LAYERS_MB},
-              COMPRESSIBLE: (40.0, 4.0)}
-    images = "".join(
-        f'\n[[image]]\nref = "calibration/{name}:1"\nlayers = [{BASE_LAYER}'
-        + (f', {{ name = "{name}", size_mb = {layer[0]}, compression = {layer[1]} }}' if layer else "")
-        + "]\n" for name, layer in layers.items())
+    new_layers = {**{_random_layer(mb): (mb, 1.0) for mb in RANDOM_LAYERS_MB},
+                  COMPRESSIBLE: (40.0, 4.0)}
+    images = _image("base") + "".join(_image(name, layer) for name, layer in new_layers.items())
     steps, at_s = [_step(0.0, "pull", "base")], 0.5
-    for name, (size_mb, _) in list(layers.items())[1:]:
+    for name, (size_mb, _) in new_layers.items():
         steps.append(_step(at_s, "pull", name))
         # 60 MB a second: about half the rate at which dockerd fetches and unpacks here
         at_s = round(at_s + 0.5 + size_mb / 60, 1)
@@ -90,7 +95,7 @@ def _pulls_toml() -> str:
 
 RUNS_TOML = (_header("calibration-runs", "docksim's calibration: cached runs of a small image.",
                      RUN_REPLICATIONS)
-             + f'\n[[image]]\nref = "calibration/base:1"\nlayers = [{BASE_LAYER}]\n'
+             + _image("base")
              + _step(0.0, "pull", "base") + _step(0.5, "run", "base", f"repeat = {WARM_RUNS}\n"))
 PULLS_TOML = _pulls_toml()
 RMI_REQUEST = f"s{PULLS_TOML.count('[[step]]') - 1}-"  # the last step's requests
@@ -99,10 +104,6 @@ RMI_REQUEST = f"s{PULLS_TOML.count('[[step]]') - 1}-"  # the last step's request
 def calibration_scenarios():
     """The two calibration workloads: (pulls, cached runs)."""
     return parse_scenario(PULLS_TOML, "<calibration>"), parse_scenario(RUNS_TOML, "<calibration-runs>")
-
-
-def layer_sizes(*scenarios) -> dict[str, int]:
-    return {name: layer.size_bytes for s in scenarios for name, layer in s.layers().items()}
 
 
 def median_duration(rows: list[PhaseRow], keep: Callable[[PhaseRow], bool]) -> float:
@@ -234,7 +235,7 @@ def calibrate(engine: str = "launcher", progress=lambda message: None) -> Costs:
     rows = measure(pulls, progress=lambda m: progress(f"pulls: {m}"), engine=engine)
     progress("disk write-back")
     flush_Bps, expire_s = measure_disk_flush()
-    costs = derive_costs(rows, run_rows, engine, layer_sizes(pulls)).with_(
+    costs = derive_costs(rows, run_rows, engine, pulls.layer_bytes()).with_(
         disk_flush_Bps=flush_Bps, dirty_expire_s=expire_s)
     if why_unavailable() is None:
         costs = calibrate_tcp(costs, engine, lambda message: progress(f"TCP set-up: {message}"))

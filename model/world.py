@@ -67,7 +67,7 @@ class World:
         self.network = self.fetcher.network = FlowNetwork(env, topology.capacity_Bps)
 
         images = {image.ref: image for image in scenario.images}
-        layer_bytes = {name: layer.size_bytes for name, layer in scenario.layers().items()}
+        layer_bytes = scenario.layer_bytes()
         bottom_layers = scenario.bottom_layers()
         self.daemons: dict[str, Daemon] = {}
         for group in scenario.nodes:

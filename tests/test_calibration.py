@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import model
-from harness.calibrate import calibration_scenarios, derive_costs, extraction_line, layer_sizes
+from harness.calibrate import calibration_scenarios, derive_costs, extraction_line
 from harness.calibrate_tcp import (bulk_scenario, derive_kernel_link, derive_tcp_setup,
                                    tcp_scenario)
 from harness.measure import why_not_measurable
@@ -34,7 +34,7 @@ def test_derive_recovers_the_costs_the_model_was_given(truth):
     back off that trace must give the same costs: calibration inverts the model."""
     pulls, runs = calibration_scenarios()
     got = derive_costs(model.simulate(pulls, costs=truth), model.simulate(runs, costs=truth),
-                       "launcher", layer_sizes(pulls))
+                       "launcher", pulls.layer_bytes())
     for field in dataclasses.fields(Costs):
         assert getattr(got, field.name) == pytest.approx(getattr(truth, field.name), rel=1e-6), field.name
 

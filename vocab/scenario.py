@@ -146,6 +146,10 @@ class Scenario:
         """Every distinct layer by name."""
         return {layer.name: layer for image in self.images for layer in image.layers}
 
+    def layer_bytes(self) -> dict[str, int]:
+        """Every distinct layer's content size in bytes, by name."""
+        return {name: layer.size_bytes for name, layer in self.layers().items()}
+
     def bottom_layers(self) -> frozenset[str]:
         """The layers at the bottom of some image.  Like a base image's layer, each
         carries a small userland (a shell and `true`) besides its filler, so that
