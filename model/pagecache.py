@@ -15,26 +15,36 @@ and never waits (``Costs.unmount_flushes``).
 """
 from __future__ import annotations
 
+from collections import deque
+
 
 class PageCache:
     """Dirty bytes on one node's disk, and who waits for them."""
 
     def __init__(self, dirty_expire_s: float):
         self.dirty_expire_s = dirty_expire_s
-        self._writes: list[tuple[float, int]] = []  # (written at, bytes), oldest first
+        self._writes: deque[tuple[float, int]] = deque()  # (written at, bytes), oldest first
+
+    def _expire(self, now_s: float) -> None:
+        """The flusher writes back what has been dirty for dirty_expire_s; it also
+        keeps the record to the last dirty_expire_s of writes, on engines whose
+        unmounts never sync too."""
+        while self._writes and now_s - self._writes[0][0] >= self.dirty_expire_s:
+            self._writes.popleft()
 
     def write(self, now_s: float, nbytes: int) -> None:
         """`nbytes` of file data were written (a layer extracted) at `now_s`."""
+        self._expire(now_s)
         if nbytes > 0:
             self._writes.append((now_s, nbytes))
 
     def dirty_bytes(self, now_s: float) -> int:
         """Bytes still dirty at `now_s`: the flusher has written back older ones."""
-        self._writes = [(at_s, n) for at_s, n in self._writes if now_s - at_s < self.dirty_expire_s]
+        self._expire(now_s)
         return sum(n for _, n in self._writes)
 
     def sync(self, now_s: float) -> int:
         """syncfs: every dirty byte is written back now; returns how many there were."""
         nbytes = self.dirty_bytes(now_s)
-        self._writes = []
+        self._writes.clear()
         return nbytes
