@@ -93,17 +93,25 @@ def _pulls_toml() -> str:
             + images + "".join(steps))
 
 
-RUNS_TOML = (_header("calibration-runs", "docksim's calibration: cached runs of a small image.",
-                     RUN_REPLICATIONS)
-             + _image("base")
-             + _step(0.0, "pull", "base") + _step(0.5, "run", "base", f"repeat = {WARM_RUNS}\n"))
+def _runs_toml(replications: int) -> str:
+    return (_header("calibration-runs", "docksim's calibration: cached runs of a small image.",
+                    replications)
+            + _image("base")
+            + _step(0.0, "pull", "base") + _step(0.5, "run", "base", f"repeat = {WARM_RUNS}\n"))
+
+
 PULLS_TOML = _pulls_toml()
 RMI_REQUEST = f"s{PULLS_TOML.count('[[step]]') - 1}-"  # the last step's requests
 
 
+def runs_scenario(replications: int = RUN_REPLICATIONS):
+    """The cached-runs workload, with `replications` fresh daemons."""
+    return parse_scenario(_runs_toml(replications), "<calibration-runs>")
+
+
 def calibration_scenarios():
     """The two calibration workloads: (pulls, cached runs)."""
-    return parse_scenario(PULLS_TOML, "<calibration>"), parse_scenario(RUNS_TOML, "<calibration-runs>")
+    return parse_scenario(PULLS_TOML, "<calibration>"), runs_scenario()
 
 
 def median_duration(rows: list[PhaseRow], keep: Callable[[PhaseRow], bool]) -> float:
@@ -123,6 +131,35 @@ def extraction_line(points: list[tuple[int, float]]) -> tuple[float, float]:
     slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / sxx
     slope = max(slope, 1e-12)  # extraction never gets faster with size
     return max(0.0, mean_y - slope * mean_x), 1 / slope
+
+
+def container_costs(run_rows: list[PhaseRow], engine: str) -> dict[str, float]:
+    """api_call_s, create_s, start_s, exit_s and remove_s, read off the trace of
+    the cached-runs workload."""
+    # every cached run but the first, which waits for the base pull's write-back
+    # on dockerd (model/pagecache.py)
+    warm_rows = [r for r in run_rows
+                 if r.request.startswith(WARM_REQUEST) and not r.request.endswith("-r0")]
+    parts = {name: median_duration(warm_rows, lambda r, n=name: r.phase == n)
+             for name in ("request", "create", "start", "run", "remove")}
+    if engine == "launcher":
+        # The daemon times its own work.  In the SDK's sequence the process's
+        # exit overlaps the logs, inspect and wait calls, so
+        #   total = 4a + create + start + remove + max(3a, exit)     (model/client.py)
+        create_s, start_s, exit_s, remove_s = (parts[n] for n in ("create", "start", "run", "remove"))
+        rest_s = parts["request"] - create_s - start_s - remove_s
+        api_s = rest_s / SDK_RUN_CALLS
+        if exit_s > 3 * api_s:
+            api_s = (rest_s - exit_s) / 4
+    else:
+        # Timed around the client's calls: create, start and remove each hold one
+        # round trip, `run` (start answered -> wait answered) is max(3a, exit),
+        # and one inspect is not timed at all.
+        api_s = parts["request"] - sum(parts[n] for n in ("create", "start", "run", "remove"))
+        create_s, start_s, remove_s = (max(0.0, parts[n] - api_s) for n in ("create", "start", "remove"))
+        exit_s = parts["run"]
+    return {"api_call_s": max(0.0, api_s), "create_s": create_s, "start_s": start_s,
+            "exit_s": exit_s, "remove_s": remove_s}
 
 
 def derive_costs(rows: list[PhaseRow], run_rows: list[PhaseRow], engine: str,
@@ -151,34 +188,11 @@ def derive_costs(rows: list[PhaseRow], run_rows: list[PhaseRow], engine: str,
         max(0.0, r.end_s - extract_ends[(r.replication, r.request)]) for r in rows
         if r.phase == "pull" and (r.replication, r.request) in extract_ends)
 
-    # every cached run but the first, which waits for the base pull's write-back
-    # on dockerd (model/pagecache.py)
-    warm_rows = [r for r in run_rows
-                 if r.request.startswith(WARM_REQUEST) and not r.request.endswith("-r0")]
-    parts = {name: median_duration(warm_rows, lambda r, n=name: r.phase == n)
-             for name in ("request", "create", "start", "run", "remove")}
-    if engine == "launcher":
-        # The daemon times its own work.  In the SDK's sequence the process's
-        # exit overlaps the logs, inspect and wait calls, so
-        #   total = 4a + create + start + remove + max(3a, exit)     (model/client.py)
-        create_s, start_s, exit_s, remove_s = (parts[n] for n in ("create", "start", "run", "remove"))
-        rest_s = parts["request"] - create_s - start_s - remove_s
-        api_s = rest_s / SDK_RUN_CALLS
-        if exit_s > 3 * api_s:
-            api_s = (rest_s - exit_s) / 4
-    else:
-        # Timed around the client's calls: create, start and remove each hold one
-        # round trip, `run` (start answered -> wait answered) is max(3a, exit),
-        # and one inspect is not timed at all.
-        api_s = parts["request"] - sum(parts[n] for n in ("create", "start", "run", "remove"))
-        create_s, start_s, remove_s = (max(0.0, parts[n] - api_s) for n in ("create", "start", "remove"))
-        exit_s = parts["run"]
-    api_s = max(0.0, api_s)
-    rmi_s = max(0.0, phase("request", request_prefix=RMI_REQUEST) - api_s)
-    costs = Costs(api_call_s=api_s, registry_request_s=registry_request_s, unlimited_link_Bps=link_Bps,
+    container = container_costs(run_rows, engine)
+    rmi_s = max(0.0, phase("request", request_prefix=RMI_REQUEST) - container["api_call_s"])
+    costs = Costs(**container, registry_request_s=registry_request_s, unlimited_link_Bps=link_Bps,
                   extract_random_Bps=random_Bps, extract_compressible_Bps=compressible_Bps,
-                  extract_fixed_s=fixed_s, pull_fixed_s=pull_fixed_s, create_s=create_s,
-                  start_s=start_s, exit_s=exit_s, remove_s=remove_s, rmi_s=rmi_s,
+                  extract_fixed_s=fixed_s, pull_fixed_s=pull_fixed_s, rmi_s=rmi_s,
                   extract_streams=1.0 if engine == "launcher" else 0.0,
                   unmount_flushes=0.0 if engine == "launcher" else 1.0,
                   phases_include_call=0.0 if engine == "launcher" else 1.0)

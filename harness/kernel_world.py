@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 
 from harness.clients import RunContext, run_clients
-from harness.measure import ENGINES, each_replication, serve_registry
+from harness.measure import ENGINES, Between, each_replication, serve_registry
 from harness.netns import LinkSpec, build_network
 from vocab.scenario import Scenario
 from vocab.trace import PhaseRow
@@ -37,9 +37,11 @@ def links(scenario: Scenario) -> tuple[dict[str, LinkSpec], LinkSpec | None]:
 
 
 def measure_on_kernel_network(scenario: Scenario, work: Path, names: dict[str, str],
-                              sizes: dict[str, int], progress, engine: str = "launcher") -> list[PhaseRow]:
+                              sizes: dict[str, int], progress, engine: str = "launcher",
+                              between: Between | None = None) -> list[PhaseRow]:
     """Every replication on one kernel network built for the scenario, with one
-    daemon of `engine` (launcher or docker) per node; return the rows."""
+    daemon of `engine` (launcher or docker) per node; return the rows.
+    `between` as for harness.measure.measure."""
     nodes = scenario.node_names()
     access, uplink = links(scenario)
     rows: list[PhaseRow] = []
@@ -50,7 +52,7 @@ def measure_on_kernel_network(scenario: Scenario, work: Path, names: dict[str, s
                                   popen=partial(net.popen, net.registry_ns),
                                   listen=f"{net.registry_addr}:{REGISTRY_PORT}", shape=False,
                                   replication=replication)
-        with closing(each_replication(scenario, start_registry, progress)) as replications:
+        with closing(each_replication(scenario, start_registry, progress, between)) as replications:
             for replication, registry_url, stack in replications:
                 sockets = {node: stack.enter_context(
                     ENGINES[engine](scenario, registry_url, work, replication, node=node,

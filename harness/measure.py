@@ -29,6 +29,7 @@ from vocab.trace import PhaseRow
 PROJECT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 30
 Progress = Callable[[str], None]
+Between = Callable[[int], None]
 
 
 def why_not_measurable(engine: str = "launcher") -> str | None:
@@ -195,16 +196,20 @@ ENGINES = {"launcher": run_daemon, "docker": run_docker_engine}
 
 
 def each_replication(scenario: Scenario, start_registry: Callable[[int], ContextManager[str]],
-                     progress: Progress) -> Iterator[tuple[int, str, ExitStack]]:
+                     progress: Progress, between: Between | None = None,
+                     ) -> Iterator[tuple[int, str, ExitStack]]:
     """Every replication's number, its registry's URL, and an ExitStack that is
     closed when the replication ends (for its daemons).  One registry serves every
     replication, except with faults: then each gets its own, which draws that
-    replication's faults, as the model does.  Use it in `contextlib.closing`, so
-    that a failure stops the replication's processes at once."""
+    replication's faults, as the model does.  `between(replication)` is called
+    before each replication, while none of its daemons runs.  Use it in
+    `contextlib.closing`, so that a failure stops the replication's processes at once."""
     with ExitStack() as shared:
         shared_url = (None if scenario.registry.faults.any
                       else shared.enter_context(start_registry(0)))
         for replication in range(scenario.replications):
+            if between is not None:
+                between(replication)
             progress(f"replication {replication + 1} of {scenario.replications}")
             with ExitStack() as stack:
                 yield replication, shared_url or stack.enter_context(start_registry(replication)), stack
@@ -212,11 +217,12 @@ def each_replication(scenario: Scenario, start_registry: Callable[[int], Context
 
 def measure(scenario: Scenario, progress: Progress = lambda message: None,
             keep_logs: Path | None = None, engine: str = "launcher",
-            network: str = "emulated") -> list[PhaseRow]:
+            network: str = "emulated", between: Between | None = None) -> list[PhaseRow]:
     """Run every replication for real on `engine` (launcher: docksim's daemon;
     docker: a real dockerd); return the trace rows (source real).  `network`:
     emulated (the registry plays the one link) or kernel (namespaces, tbf and
-    delays; see harness/kernel_world.py)."""
+    delays; see harness/kernel_world.py).  `between(replication)` is called
+    before each replication (harness/drift.py samples the machine there)."""
     reason = why_not_measured(scenario, engine, network)
     if reason:
         raise MeasureError(reason)
@@ -231,11 +237,13 @@ def measure(scenario: Scenario, progress: Progress = lambda message: None,
         sizes = {short: report.layers[name].content_bytes for short, name in names.items()}
         if network == "kernel":
             from harness.kernel_world import measure_on_kernel_network
-            rows = measure_on_kernel_network(scenario, work, names, sizes, progress, engine)
+            rows = measure_on_kernel_network(scenario, work, names, sizes, progress, engine,
+                                             between)
         else:
             def start_registry(replication: int):
                 return serve_registry(scenario, work / "registry", work, replication=replication)
-            with closing(each_replication(scenario, start_registry, progress)) as replications:
+            with closing(each_replication(scenario, start_registry, progress,
+                                          between)) as replications:
                 for replication, registry_url, stack in replications:
                     sock = stack.enter_context(ENGINES[engine](scenario, registry_url, work,
                                                                replication))

@@ -1,0 +1,54 @@
+"""Container costs sampled alongside a measurement, for the stretch it ran in.
+
+On this VM, container operations (a fresh daemon's create, start and remove,
+and the Engine API's round trip) run faster or slower than their average by up
+to 15 % for tens of seconds at a time, on docksim's daemon and on dockerd alike
+(README, "Where the model is still wrong").  A profile made a minute before a
+measurement cannot know which stretch the measurement will fall in, and a
+scenario of cached runs is nearly all container operations.
+
+`ContainerSampler` is handed to `measure` as its `between` hook: before each of
+the scenario's replications it plays one replication of calibration's own
+cached-runs workload (harness/calibrate.py; never the scenario) on the same
+engine, so that both see the same stretches.  `costs(profile)` is then the
+profile with its container costs read off those samples, by the arithmetic
+calibration uses; every other cost stays the profile's.
+"""
+from __future__ import annotations
+
+from model.costs import Costs
+from vocab.scenario import Scenario
+from vocab.trace import PhaseRow
+
+
+def starts_containers(scenario: Scenario) -> bool:
+    """True when some request of the scenario starts a container (`run`), the
+    requests whose time container costs make up."""
+    return any(step.command == "run" for step in scenario.steps)
+
+
+class ContainerSampler:
+    """Samples of calibration's cached runs, taken between a measurement's replications."""
+
+    def __init__(self, engine: str, progress=lambda message: None):
+        self.engine = engine
+        self.progress = progress
+        self.rows: list[PhaseRow] = []
+        self.samples = 0
+
+    def __call__(self, replication: int) -> None:
+        from harness.calibrate import runs_scenario
+        from harness.measure import measure
+        self.progress(f"sampling container costs before replication {replication + 1}")
+        # container_costs pools the warm runs of every sample: replications need
+        # not be told apart
+        self.rows += measure(runs_scenario(replications=1), engine=self.engine)
+        self.samples += 1
+
+    def costs(self, profile: Costs) -> Costs:
+        """`profile` with its container costs as these samples show them (the
+        profile unchanged when nothing was sampled)."""
+        from harness.calibrate import container_costs
+        if not self.rows:
+            return profile
+        return profile.with_(**container_costs(self.rows, self.engine))
