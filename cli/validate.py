@@ -42,7 +42,7 @@ def validate_scenario(scenario, engine: str, network: str, costs, console,
     with console.status(f"measuring {scenario.name} on {engine} ({network} network)") as status:
         def progress(message: str) -> None:
             status.update(f"measuring {scenario.name} on {engine}: {message}")
-        sampler = (ContainerSampler(engine, progress)
+        sampler = (ContainerSampler(engine, scenario.replications, progress)
                    if sample_containers and starts_containers(scenario) else None)
         real_rows = measure(scenario, engine=engine, network=network, progress=progress,
                             between=sampler)

@@ -8,17 +8,26 @@ measurement cannot know which stretch the measurement will fall in, and a
 scenario of cached runs is nearly all container operations.
 
 `ContainerSampler` is handed to `measure` as its `between` hook: before each of
-the scenario's replications it plays one replication of calibration's own
-cached-runs workload (harness/calibrate.py; never the scenario) on the same
-engine, so that both see the same stretches.  `costs(profile)` is then the
+the scenario's replications it plays calibration's own cached-runs workload
+(harness/calibrate.py; never the scenario) on the same engine, so that both see
+the same stretches: one replication (a fresh daemon, six runs) each time, or
+more for a scenario of few replications, so that every scenario gets at least
+MIN_SAMPLES.  `costs(profile)` is then the
 profile with its container costs read off those samples, by the arithmetic
 calibration uses; every other cost stays the profile's.
 """
 from __future__ import annotations
 
+import math
+
 from model.costs import Costs
 from vocab.scenario import Scenario
 from vocab.trace import PhaseRow
+
+
+# With fewer, dockerd's API call (a difference of medians) came out anywhere
+# between 0 and 10 ms for a scenario of two replications.
+MIN_SAMPLES = 6
 
 
 def starts_containers(scenario: Scenario) -> bool:
@@ -30,8 +39,10 @@ def starts_containers(scenario: Scenario) -> bool:
 class ContainerSampler:
     """Samples of calibration's cached runs, taken between a measurement's replications."""
 
-    def __init__(self, engine: str, progress=lambda message: None):
+    def __init__(self, engine: str, replications: int, progress=lambda message: None):
+        """For a measurement of `replications` replications on `engine`."""
         self.engine = engine
+        self.per_replication = math.ceil(MIN_SAMPLES / max(1, replications))
         self.progress = progress
         self.rows: list[PhaseRow] = []
         self.samples = 0
@@ -42,8 +53,8 @@ class ContainerSampler:
         self.progress(f"sampling container costs before replication {replication + 1}")
         # container_costs pools the warm runs of every sample: replications need
         # not be told apart
-        self.rows += measure(runs_scenario(replications=1), engine=self.engine)
-        self.samples += 1
+        self.rows += measure(runs_scenario(replications=self.per_replication), engine=self.engine)
+        self.samples += self.per_replication
 
     def costs(self, profile: Costs) -> Costs:
         """`profile` with its container costs as these samples show them (the

@@ -44,7 +44,7 @@ def test_only_scenarios_that_start_containers_are_sampled():
 def test_sampled_costs_are_the_container_costs_the_samples_were_played_with(samples):
     """Samples simulated with the machine's costs 'now' give those container costs
     back, whatever the profile said; every other cost stays the profile's."""
-    sampler = ContainerSampler("launcher")
+    sampler = ContainerSampler("launcher", replications=10)
     for _ in range(samples):
         sampler.rows += model.simulate(runs_scenario(replications=1), costs=NOW)
     got = sampler.costs(PROFILE)
@@ -55,22 +55,26 @@ def test_sampled_costs_are_the_container_costs_the_samples_were_played_with(samp
 
 
 def test_without_samples_the_profile_stands():
-    assert ContainerSampler("docker").costs(PROFILE) == PROFILE
+    assert ContainerSampler("docker", replications=3).costs(PROFILE) == PROFILE
+
+
+@pytest.mark.parametrize("replications, per_replication", [(1, 6), (2, 3), (4, 2), (6, 1), (10, 1)])
+def test_every_scenario_gets_at_least_six_samples(replications, per_replication):
+    assert ContainerSampler("launcher", replications).per_replication == per_replication
 
 
 @pytest.mark.skipif(why_not_measurable() is not None, reason="measures: root, Linux, overlayfs")
 def test_a_sample_is_played_before_each_replication_on_the_same_engine():
     calls = []
-    sampler = ContainerSampler("launcher", progress=calls.append)
-    rows = measure(_scenario("run", replications=2), between=sampler)
-    assert calls == ["sampling container costs before replication 1",
-                     "sampling container costs before replication 2"]
-    assert sampler.samples == 2
-    assert {row.replication for row in rows} == {0, 1}
+    sampler = ContainerSampler("launcher", replications=3, progress=calls.append)
+    rows = measure(_scenario("run", replications=3), between=sampler)
+    assert calls == [f"sampling container costs before replication {k}" for k in (1, 2, 3)]
+    assert sampler.samples == 6
+    assert {row.replication for row in rows} == {0, 1, 2}
     # each sample: its own pull of the base image and six cached runs
     requests = {row.request for row in sampler.rows if row.phase == "request"}
     assert requests == {"s0-c0-r0", *(f"s1-c0-r{k}" for k in range(6))}
-    assert sum(1 for row in sampler.rows if row.phase == "request") == 2 * 7
+    assert sum(1 for row in sampler.rows if row.phase == "request") == 6 * 7
     assert {row.engine for row in sampler.rows} == {"launcher"}
     got = sampler.costs(PROFILE)
     assert 0 < got.create_s < 0.1 and 0 < got.start_s < 0.5 and got.rmi_s == PROFILE.rmi_s
