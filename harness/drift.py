@@ -12,9 +12,9 @@ the scenario's replications it plays calibration's own cached-runs workload
 (harness/calibrate.py; never the scenario) on the same engine, so that both see
 the same stretches: one replication (a fresh daemon, six runs) each time, or
 more for a scenario of few replications, so that every scenario gets at least
-MIN_SAMPLES.  `costs(profile)` is then the
-profile with its container costs read off those samples, by the arithmetic
-calibration uses; every other cost stays the profile's.
+MIN_SAMPLES.  `costs(profile)` is then the profile with its container costs
+read off those samples, by the arithmetic calibration uses; every other cost
+stays the profile's.
 """
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ import math
 from model.costs import Costs
 from vocab.scenario import Scenario
 from vocab.trace import PhaseRow
-
 
 # With fewer, dockerd's API call (a difference of medians) came out anywhere
 # between 0 and 10 ms for a scenario of two replications.
