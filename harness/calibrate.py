@@ -7,9 +7,10 @@ per-layer and per-byte costs), and one `rmi`; and, in many short replications,
 cached `run`s of `true` (container costs and the cost of an API call).  It also
 times how fast a sync writes fresh files to disk (what dockerd's unmounts wait
 for, model/pagecache.py) and, on a kernel network, a tiny pull that shows the
-round trips spent opening TCP connections (harness/calibrate_tcp.py).  Each cost is read off the measured phases with
-the same arithmetic the model uses to put them back together (model/client.py
-and model/pull.py), so the model reproduces the calibration workload.
+round trips spent opening TCP connections (harness/calibrate_tcp.py).  Each
+cost is read off the measured phases with the same arithmetic the model uses
+to put them back together (model/client.py and model/pull.py), so the model
+reproduces the calibration workload.
 
 How an engine's phases are timed decides the arithmetic: docksim's daemon
 times its own work (create, start, ... exclude the API round trip), while for

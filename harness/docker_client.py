@@ -58,7 +58,7 @@ def pull_events(messages, began: float, layer_sizes: dict[str, int]) -> list[dic
                 wire_bytes[layer] = int(message.get("progressDetail", {}).get("total") or 0)
     done = time.monotonic()
     events = [_event("resolve", began, first_layer or done)]
-    below_registered = None  # when the layer below (in the stream's order) was registered
+    below_registered = 0.0  # when the layer below (in the stream's order) was registered
     for layer, marks in seen.items():
         if "Download complete" in marks:
             start = marks.get("Downloading", marks["Download complete"])
@@ -71,7 +71,7 @@ def pull_events(messages, began: float, layer_sizes: dict[str, int]) -> list[dic
                 # and the layer below is registered; the first "Extracting" is
                 # only the first progress tick, which for blobs of 13 MB and
                 # more came about 40 ms after that here
-                ready = max(marks["Download complete"], below_registered or 0.0)
+                ready = max(marks["Download complete"], below_registered)
                 start = min(start, ready)
             events.append(_event("extract", start, marks["Pull complete"], layer, layer_sizes.get(layer)))
             below_registered = marks["Pull complete"]

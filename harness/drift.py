@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import math
 
+from harness.calibrate import container_costs, runs_scenario
+from harness.measure import measure
 from model.costs import Costs
 from vocab.scenario import Scenario
 from vocab.trace import PhaseRow
@@ -42,23 +44,21 @@ class ContainerSampler:
         """For a measurement of `replications` replications on `engine`."""
         self.engine = engine
         self.per_replication = math.ceil(MIN_SAMPLES / max(1, replications))
+        self.workload = runs_scenario(replications=self.per_replication)
         self.progress = progress
         self.rows: list[PhaseRow] = []
         self.samples = 0
 
     def __call__(self, replication: int) -> None:
-        from harness.calibrate import runs_scenario
-        from harness.measure import measure
         self.progress(f"sampling container costs before replication {replication + 1}")
         # container_costs pools the warm runs of every sample: replications need
         # not be told apart
-        self.rows += measure(runs_scenario(replications=self.per_replication), engine=self.engine)
+        self.rows += measure(self.workload, engine=self.engine)
         self.samples += self.per_replication
 
     def costs(self, profile: Costs) -> Costs:
         """`profile` with its container costs as these samples show them (the
         profile unchanged when nothing was sampled)."""
-        from harness.calibrate import container_costs
         if not self.rows:
             return profile
         return profile.with_(**container_costs(self.rows, self.engine))
