@@ -72,7 +72,10 @@ class ContainerApi:
         call returns only with the headers, and it starts the container after."""
         container = self._get(req)
         condition = req.arg("condition") or "not-running"
-        events = {"not-running": container.exited if container.status == "running" else None,
+        # `exited` is set only once the exit is saved; the status turns "exited" a
+        # moment earlier, so it must not decide: a caller told of the exit may
+        # kill the daemon next, and the record must already say so
+        events = {"not-running": None if container.status == "created" else container.exited,
                   "next-exit": container.exited, "removed": container.removed}
         if condition not in events:
             raise ApiError(400, f"invalid condition: {condition!r}")

@@ -159,6 +159,9 @@ def restore_containers(store: Store, cgroups: CgroupManager,
     restored: list[Container] = []
     figures = {"killed": 0, "unmounted": 0, "cgroups": 0, "removed": 0}
     for directory in dirs:
+        if not store.is_container_id(directory.name):
+            log.warning("recovery: %s is not a container dir: left as it is", directory)
+            continue
         waiters = holders.get(os.fspath(directory / "container.log"), set())
         try:
             container = _restore_one(store, cgroups, save, directory, waiters, figures)

@@ -304,6 +304,11 @@ class Store:
         path.mkdir(exist_ok=True)
         return path
 
+    @staticmethod
+    def is_container_id(name: str) -> bool:
+        """Whether ``name`` could be a container directory's name."""
+        return _CONTAINER_ID_RE.fullmatch(name) is not None
+
     def save_container_record(self, container_id: str, record: dict) -> None:
         """Write ``containers/<id>/config.v2.json`` atomically: dockerd rewrites its
         container's record at every change of state, for a restarted daemon."""
