@@ -60,6 +60,11 @@ class Costs:
     exit_s: float = 0.0023
     # Container remove: unmount, delete the writable layer, forget the record.
     remove_s: float = 0.0016
+    # How many container operations (create, start, exit, remove) run at full
+    # speed side by side; more share that capacity (model/sharing.py).  Not a
+    # CPU count: the engine's effective parallelism on this machine, fitted by
+    # calibration's concurrent runs.  inf: no sharing.
+    container_parallelism: float = 1.3
     # Image remove: untag, delete the image record and unreferenced layers.
     rmi_s: float = 0.0043
     # 1.0: layers unpack while their bytes arrive (docksim's engine streams);
@@ -105,6 +110,8 @@ class Costs:
         for name in ("extract_streams", "unmount_flushes", "phases_include_call"):
             if getattr(self, name) not in (0.0, 1.0):
                 raise ValueError(f"Costs.{name} must be 0 or 1, not {getattr(self, name)}")
+        if not self.container_parallelism > 0:
+            raise ValueError(f"Costs.container_parallelism must be > 0, not {self.container_parallelism}")
         if not 0 < self.link_goodput_ratio <= 1:
             raise ValueError(f"Costs.link_goodput_ratio must be in (0, 1], not {self.link_goodput_ratio}")
 
@@ -152,5 +159,6 @@ class Costs:
         """
         values = {f.name: (math.inf if f.name.endswith("_Bps") else 0.0) for f in fields(cls)}
         values["link_goodput_ratio"] = 1.0
+        values["container_parallelism"] = math.inf
         values.update(changes)
         return cls(**values)

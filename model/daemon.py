@@ -14,6 +14,10 @@ image is not in the store, and the SDK then pulls and retries.
 With ``[daemon] api_workers`` the daemon handles at most that many Engine API
 requests at once (the way in of a call: routing, decoding, the handler's
 synchronous start); more concurrent clients queue for them.
+
+Container operations (create, start, the exit's reaping, remove) share the
+machine: with more of them at once than ``container_parallelism``, each runs
+slower (``model/sharing.py``).
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ import simpy
 from model.costs import Costs
 from model.pull import PullManager
 from model.recorder import Request
+from model.sharing import ProcessorSharing
 from model.store import ImageStore
 from vocab.scenario import Image
 
@@ -62,6 +67,8 @@ class Daemon:
         self.store = store
         self.pulls = pulls
         self.api = simpy.Resource(env, api_workers) if api_workers else None
+        # container operations share the machine (model/sharing.py)
+        self.cpu = ProcessorSharing(env, costs.container_parallelism)
         self._containers: dict[str, Container] = {}
         self._created = 0
 
@@ -115,7 +122,9 @@ class Daemon:
         self.store.used(ref, self.env.now)
         start_s = self.env.now
         # creating mounts and unmounts the container's init layer
-        yield self.env.timeout(self.costs.create_s + self._unmount_flush_s())
+        flush_s = self._unmount_flush_s()
+        yield from self.cpu.work(self.costs.create_s)
+        yield self.env.timeout(flush_s)
         request.record("create", *self._timed(start_s))
         self._created += 1
         container = Container(f"c{self._created}", ref, run_s, request, self.env.event())
@@ -130,7 +139,7 @@ class Daemon:
         """POST /containers/{id}/start: answers once the process has exec'd."""
         container = self._containers[container_id]
         start_s = self.env.now
-        yield self.env.timeout(self.costs.start_s)
+        yield from self.cpu.work(self.costs.start_s)
         request.record("start", *self._timed(start_s))
         self.env.process(self._run(container))
         return Answer(204)
@@ -138,7 +147,8 @@ class Daemon:
     def _run(self, container: Container):
         """The container's process runs, exits, and the daemon notices the exit."""
         exec_s = self.env.now
-        yield self.env.timeout(container.run_s + self.costs.exit_s)
+        yield self.env.timeout(container.run_s)
+        yield from self.cpu.work(self.costs.exit_s)
         container.request.record("run", exec_s, self.env.now)
         container.exited.succeed(0)
 
@@ -155,7 +165,9 @@ class Daemon:
         """DELETE /containers/{id}: unmount, delete the writable layer, forget it."""
         container = self._containers[container_id]
         start_s = self.env.now
-        yield self.env.timeout(self.costs.remove_s + self._unmount_flush_s())
+        flush_s = self._unmount_flush_s()
+        yield from self.cpu.work(self.costs.remove_s)
+        yield self.env.timeout(flush_s)
         request.record("remove", *self._timed(start_s))
         del self._containers[container_id]
         self.store.unpin(container.image)
