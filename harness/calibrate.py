@@ -240,9 +240,11 @@ def measure_disk_flush(directory: str | None = None) -> tuple[float, float]:
 
 
 def calibrate(engine: str = "launcher", progress=lambda message: None) -> Costs:
-    """Measure the calibration workload on `engine` and derive the costs; where this
-    machine can build kernel networks, also the TCP connection set-up
+    """Measure the calibration workload on `engine` and derive the costs, then how
+    container operations share the machine (harness/calibrate_sharing.py); where
+    this machine can build kernel networks, also the TCP connection set-up
     (harness/calibrate_tcp.py; otherwise it stays 0)."""
+    from harness.calibrate_sharing import calibrate_sharing
     from harness.calibrate_tcp import calibrate_tcp
     from harness.netns import why_unavailable
     pulls, runs = calibration_scenarios()
@@ -252,6 +254,7 @@ def calibrate(engine: str = "launcher", progress=lambda message: None) -> Costs:
     flush_Bps, expire_s = measure_disk_flush()
     costs = derive_costs(rows, run_rows, engine, pulls.layer_bytes()).with_(
         disk_flush_Bps=flush_Bps, dirty_expire_s=expire_s)
+    costs = calibrate_sharing(costs, engine, lambda message: progress(f"concurrent runs: {message}"))
     if why_unavailable() is None:
         costs = calibrate_tcp(costs, engine, lambda message: progress(f"TCP set-up: {message}"))
     return costs

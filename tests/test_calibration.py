@@ -12,6 +12,8 @@ import pytest
 
 import model
 from harness.calibrate import calibration_scenarios, derive_costs, extraction_line
+from harness.calibrate_sharing import (HIGHEST, LOWEST, concurrent_runs_scenario,
+                                       fit_parallelism)
 from harness.calibrate_tcp import (bulk_scenario, derive_kernel_link, derive_tcp_setup,
                                    tcp_scenario)
 from harness.measure import why_not_measurable
@@ -37,6 +39,25 @@ def test_derive_recovers_the_costs_the_model_was_given(truth):
                        "launcher", pulls.layer_bytes())
     for field in dataclasses.fields(Costs):
         assert getattr(got, field.name) == pytest.approx(getattr(truth, field.name), rel=1e-6), field.name
+
+
+@pytest.mark.parametrize("parallelism", [0.8, 1.0, 1.7, 3.0])
+def test_fit_parallelism_recovers_the_sharing_the_model_was_given(parallelism):
+    """Six runs at once, simulated with a known parallelism: the fit reads it back."""
+    rows = model.simulate(concurrent_runs_scenario(replications=2),
+                          costs=TRUTH.with_(container_parallelism=parallelism))
+    assert fit_parallelism(rows, TRUTH) == pytest.approx(parallelism, rel=1e-3)
+
+
+def test_fit_parallelism_stays_within_its_bounds():
+    # six runs at once cannot show more parallelism than six: the upper bound
+    unshared = model.simulate(concurrent_runs_scenario(replications=1),
+                              costs=TRUTH.with_(container_parallelism=10.0))
+    assert fit_parallelism(unshared, TRUTH) == HIGHEST
+    # slower than a quarter of one operation at a time: the lower bound
+    crawling = model.simulate(concurrent_runs_scenario(replications=1),
+                              costs=TRUTH.with_(container_parallelism=0.1))
+    assert fit_parallelism(crawling, TRUTH) == LOWEST
 
 
 def test_extraction_line_is_the_least_squares_fit_through_every_size():
