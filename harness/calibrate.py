@@ -4,10 +4,12 @@ Calibration plays two small workloads of its own, never the scenario being
 predicted: pulls of images whose one new layer has a known size and
 compressibility, over an unshaped loopback link (to separate per-request,
 per-layer and per-byte costs), and one `rmi`; and, in many short replications,
-cached `run`s of `true` (container costs and the cost of an API call).  It also
-times how fast a sync writes fresh files to disk (what dockerd's unmounts wait
-for, model/pagecache.py) and, on a kernel network, a tiny pull that shows the
-round trips spent opening TCP connections (harness/calibrate_tcp.py).  Each
+cached `run`s of `true`, one after another (container costs and the cost of an
+API call) and then several at once (how container operations share the
+machine).  It also times how fast a sync writes fresh files to disk (what
+dockerd's unmounts wait for, model/pagecache.py) and, on a kernel network, a
+tiny pull that shows the round trips spent opening TCP connections
+(harness/calibrate_tcp.py).  Each
 cost is read off the measured phases with the same arithmetic the model uses
 to put them back together (model/client.py and model/pull.py), so the model
 reproduces the calibration workload.
@@ -43,6 +45,10 @@ from vocab.trace import PhaseRow
 WARM_RUNS = 6
 RUN_REPLICATIONS = 12
 WARM_REQUEST = "s1-c0-r"
+# After the warm runs, this many runs sent at the same moment: how container
+# operations share the machine (harness/calibrate_sharing.py).
+CONCURRENT_RUNS = 6
+CONCURRENT_REQUEST = "s2-"
 BASE_COMPRESSION = 2.0
 # Incompressible layers from small to large: the extraction line (fixed cost per
 # layer + bytes / rate) is a least-squares fit through all of them.  Two sizes
@@ -98,7 +104,8 @@ def _runs_toml(replications: int) -> str:
     return (_header("calibration-runs", "docksim's calibration: cached runs of a small image.",
                     replications)
             + _image("base")
-            + _step(0.0, "pull", "base") + _step(0.5, "run", "base", f"repeat = {WARM_RUNS}\n"))
+            + _step(0.0, "pull", "base") + _step(0.5, "run", "base", f"repeat = {WARM_RUNS}\n")
+            + _step(2.0, "run", "base", f"clients = {CONCURRENT_RUNS}\n"))
 
 
 PULLS_TOML = _pulls_toml()
@@ -240,11 +247,11 @@ def measure_disk_flush(directory: str | None = None) -> tuple[float, float]:
 
 
 def calibrate(engine: str = "launcher", progress=lambda message: None) -> Costs:
-    """Measure the calibration workload on `engine` and derive the costs, then how
+    """Measure the calibration workload on `engine` and derive the costs, with how
     container operations share the machine (harness/calibrate_sharing.py); where
     this machine can build kernel networks, also the TCP connection set-up
     (harness/calibrate_tcp.py; otherwise it stays 0)."""
-    from harness.calibrate_sharing import calibrate_sharing
+    from harness.calibrate_sharing import fit_parallelism
     from harness.calibrate_tcp import calibrate_tcp
     from harness.netns import why_unavailable
     pulls, runs = calibration_scenarios()
@@ -254,7 +261,7 @@ def calibrate(engine: str = "launcher", progress=lambda message: None) -> Costs:
     flush_Bps, expire_s = measure_disk_flush()
     costs = derive_costs(rows, run_rows, engine, pulls.layer_bytes()).with_(
         disk_flush_Bps=flush_Bps, dirty_expire_s=expire_s)
-    costs = calibrate_sharing(costs, engine, lambda message: progress(f"concurrent runs: {message}"))
+    costs = costs.with_(container_parallelism=fit_parallelism(run_rows, costs))
     if why_unavailable() is None:
         costs = calibrate_tcp(costs, engine, lambda message: progress(f"TCP set-up: {message}"))
     return costs

@@ -10,17 +10,18 @@ scenario of cached runs is nearly all container operations.
 `ContainerSampler` is handed to `measure` as its `between` hook: before each of
 the scenario's replications it plays calibration's own cached-runs workload
 (harness/calibrate.py; never the scenario) on the same engine, so that both see
-the same stretches: one replication (a fresh daemon, six runs) each time, or
-more for a scenario of few replications, so that every scenario gets at least
-MIN_SAMPLES.  `costs(profile)` is then the profile with its container costs
-read off those samples, by the arithmetic calibration uses; every other cost
-stays the profile's.
+the same stretches: one replication (a fresh daemon, six runs one after
+another and six at once) each time, or more for a scenario of few
+replications, so that every scenario gets at least MIN_SAMPLES.  `costs(profile)` is then the profile with its container costs
+and its container parallelism read off those samples, by the arithmetic
+calibration uses; every other cost stays the profile's.
 """
 from __future__ import annotations
 
 import math
 
 from harness.calibrate import container_costs, runs_scenario
+from harness.calibrate_sharing import fit_parallelism
 from harness.measure import measure
 from model.costs import Costs
 from vocab.scenario import Scenario
@@ -61,4 +62,5 @@ class ContainerSampler:
         profile unchanged when nothing was sampled)."""
         if not self.rows:
             return profile
-        return profile.with_(**container_costs(self.rows, self.engine))
+        costs = profile.with_(**container_costs(self.rows, self.engine))
+        return costs.with_(container_parallelism=fit_parallelism(self.rows, costs))

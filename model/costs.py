@@ -64,7 +64,7 @@ class Costs:
     # speed side by side; more share that capacity (model/sharing.py).  Not a
     # CPU count: the engine's effective parallelism on this machine, fitted by
     # calibration's concurrent runs.  inf: no sharing.
-    container_parallelism: float = 1.3
+    container_parallelism: float = 1.0
     # Image remove: untag, delete the image record and unreferenced layers.
     rmi_s: float = 0.0043
     # 1.0: layers unpack while their bytes arrive (docksim's engine streams);

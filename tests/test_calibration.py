@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import model
-from harness.calibrate import calibration_scenarios, derive_costs, extraction_line
-from harness.calibrate_sharing import (HIGHEST, LOWEST, concurrent_runs_scenario,
-                                       fit_parallelism)
+from harness.calibrate import (calibration_scenarios, derive_costs, extraction_line,
+                               runs_scenario)
+from harness.calibrate_sharing import HIGHEST, LOWEST, fit_parallelism
 from harness.calibrate_tcp import (bulk_scenario, derive_kernel_link, derive_tcp_setup,
                                    tcp_scenario)
 from harness.measure import why_not_measurable
@@ -44,18 +44,18 @@ def test_derive_recovers_the_costs_the_model_was_given(truth):
 @pytest.mark.parametrize("parallelism", [0.8, 1.0, 1.7, 3.0])
 def test_fit_parallelism_recovers_the_sharing_the_model_was_given(parallelism):
     """Six runs at once, simulated with a known parallelism: the fit reads it back."""
-    rows = model.simulate(concurrent_runs_scenario(replications=2),
+    rows = model.simulate(runs_scenario(replications=2),
                           costs=TRUTH.with_(container_parallelism=parallelism))
     assert fit_parallelism(rows, TRUTH) == pytest.approx(parallelism, rel=1e-3)
 
 
 def test_fit_parallelism_stays_within_its_bounds():
     # six runs at once cannot show more parallelism than six: the upper bound
-    unshared = model.simulate(concurrent_runs_scenario(replications=1),
+    unshared = model.simulate(runs_scenario(replications=1),
                               costs=TRUTH.with_(container_parallelism=10.0))
     assert fit_parallelism(unshared, TRUTH) == HIGHEST
     # slower than a quarter of one operation at a time: the lower bound
-    crawling = model.simulate(concurrent_runs_scenario(replications=1),
+    crawling = model.simulate(runs_scenario(replications=1),
                               costs=TRUTH.with_(container_parallelism=0.1))
     assert fit_parallelism(crawling, TRUTH) == LOWEST
 
