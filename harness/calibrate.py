@@ -9,10 +9,9 @@ API call) and then several at once (how container operations share the
 machine).  It also times how fast a sync writes fresh files to disk (what
 dockerd's unmounts wait for, model/pagecache.py) and, on a kernel network, a
 tiny pull that shows the round trips spent opening TCP connections
-(harness/calibrate_tcp.py).  Each
-cost is read off the measured phases with the same arithmetic the model uses
-to put them back together (model/client.py and model/pull.py), so the model
-reproduces the calibration workload.
+(harness/calibrate_tcp.py).  Each cost is read off the measured phases with
+the same arithmetic the model uses to put them back together (model/client.py
+and model/pull.py), so the model reproduces the calibration workload.
 
 How an engine's phases are timed decides the arithmetic: docksim's daemon
 times its own work (create, start, ... exclude the API round trip), while for

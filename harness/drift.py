@@ -12,9 +12,10 @@ the scenario's replications it plays calibration's own cached-runs workload
 (harness/calibrate.py; never the scenario) on the same engine, so that both see
 the same stretches: one replication (a fresh daemon, six runs one after
 another and six at once) each time, or more for a scenario of few
-replications, so that every scenario gets at least MIN_SAMPLES.  `costs(profile)` is then the profile with its container costs
-and its container parallelism read off those samples, by the arithmetic
-calibration uses; every other cost stays the profile's.
+replications, so that every scenario gets at least MIN_SAMPLES.
+`costs(profile)` is then the profile with its container costs and its
+container parallelism read off those samples, by the arithmetic calibration
+uses; every other cost stays the profile's.
 """
 from __future__ import annotations
 

@@ -298,7 +298,7 @@ class Store:
 
     def container_dir(self, container_id: str) -> Path:
         """``root/containers/<id>/``, created if needed."""
-        if not _CONTAINER_ID_RE.fullmatch(container_id):
+        if not self.is_container_id(container_id):
             raise ValueError(f"invalid container id {container_id!r}")
         path = self._containers / container_id
         path.mkdir(exist_ok=True)
@@ -312,7 +312,7 @@ class Store:
     def save_container_record(self, container_id: str, record: dict) -> None:
         """Write ``containers/<id>/config.v2.json`` atomically: dockerd rewrites its
         container's record at every change of state, for a restarted daemon."""
-        if not _CONTAINER_ID_RE.fullmatch(container_id):
+        if not self.is_container_id(container_id):
             raise ValueError(f"invalid container id {container_id!r}")
         write_json(self._tmp, self._containers / container_id / CONTAINER_RECORD, record,
                    self.durable)
@@ -320,7 +320,7 @@ class Store:
     def remove_container_dir(self, container_id: str) -> None:
         """Delete a container's directory; refused while anything is mounted in it
         (deleting through a mounted rootfs would delete image content)."""
-        if not _CONTAINER_ID_RE.fullmatch(container_id):
+        if not self.is_container_id(container_id):
             raise ValueError(f"invalid container id {container_id!r}")
         path = self._containers / container_id
         busy = linux.mounts_under(path)
