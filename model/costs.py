@@ -65,6 +65,11 @@ class Costs:
     # CPU count: the engine's effective parallelism on this machine, fitted by
     # calibration's concurrent runs.  inf: no sharing.
     container_parallelism: float = 1.0
+    # How long a pull waits when another pull of the same image is writing its
+    # manifest: dockerd's retries of containerd's locked ingest, one such pull
+    # after another (model/ingest.py).  0: pulls of one image do not contend
+    # (docksim's engine).
+    manifest_lock_wait_s: float = 0.0
     # Image remove: untag, delete the image record and unreferenced layers.
     rmi_s: float = 0.0043
     # 1.0: layers unpack while their bytes arrive (docksim's engine streams);

@@ -39,6 +39,7 @@ EXPLAIN = {
     "exit_s": "from the process's exit until the daemon has seen it",
     "remove_s": "container remove (unmount, delete the writable layer)",
     "container_parallelism": "container operations that run at full speed side by side",
+    "manifest_lock_wait_s": "a pull's wait while another pull of its image writes the manifest",
     "rmi_s": "image remove (untag, delete unreferenced layers)",
     "extract_streams": "1: layers unpack while they download; 0: after the download",
     "tcp_setup_rtts_resolve": "round trips opening connections before a resolve (real TCP only)",

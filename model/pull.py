@@ -28,6 +28,8 @@ What it models (dockerd's distribution code and its layer download manager):
   it, and the layers above it; the next pull starts it afresh.
 * The pull ends ``pull_fixed_s`` after its last layer is registered, when the
   image record is written.
+* Pulls of one image at the same time contend for its manifest's write lock
+  (``model/ingest.py``); that wait is part of their ``resolve``.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from dataclasses import dataclass
 import simpy
 
 from model.costs import Costs
+from model.ingest import ManifestIngest
 from model.pagecache import PageCache
 from model.recorder import Request
 from model.store import ImageStore
@@ -70,6 +73,7 @@ class PullManager:
         self.serial_extract = serial_extract
         self.cores = simpy.Resource(env, capacity=cores) if cores else None
         self._transfers: dict[str, LayerTransfer] = {}
+        self.ingest = ManifestIngest(env, costs.manifest_lock_wait_s)
 
     def in_flight(self) -> tuple[str, ...]:
         """Layers being fetched right now (for tests and inspection)."""
@@ -78,12 +82,21 @@ class PullManager:
     def pull(self, request: Request, image: Image):
         """The daemon's side of POST /images/create (a SimPy generator); returns a status."""
         pull_start_s = self.env.now
-        status = yield from self.source.resolve(self.node, image)
-        request.record("resolve", pull_start_s, self.env.now)
-        if status != 200:
-            request.record("pull", pull_start_s, self.env.now)
-            return status
+        try:
+            yield from self.ingest.begin(image.ref, request)
+            status = yield from self.source.resolve(self.node, image)
+            if status == 200:
+                yield from self.ingest.write()
+            request.record("resolve", pull_start_s, self.env.now)
+            if status != 200:
+                request.record("pull", pull_start_s, self.env.now)
+                return status
+            return (yield from self._fetch_layers(request, image, pull_start_s))
+        finally:
+            self.ingest.end(image.ref, request)
 
+    def _fetch_layers(self, request: Request, image: Image, pull_start_s: float):
+        """The layers of a resolved image, then its record; returns a status."""
         pending: list[simpy.Event] = []
         below: simpy.Event | None = None  # the layer underneath is registered
         for layer in image.layers:
