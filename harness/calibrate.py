@@ -1,17 +1,19 @@
 """`calibrate`: measure this machine and engine, and derive the model's costs.
 
-Calibration plays two small workloads of its own, never the scenario being
+Calibration plays small workloads of its own, never the scenario being
 predicted: pulls of images whose one new layer has a known size and
 compressibility, over an unshaped loopback link (to separate per-request,
 per-layer and per-byte costs), and one `rmi`; and, in many short replications,
 cached `run`s of `true`, one after another (container costs and the cost of an
 API call) and then several at once (how container operations share the
-machine).  It also times how fast a sync writes fresh files to disk (what
-dockerd's unmounts wait for, model/pagecache.py) and, on a kernel network, a
-tiny pull that shows the round trips spent opening TCP connections
-(harness/calibrate_tcp.py).  Each cost is read off the measured phases with
-the same arithmetic the model uses to put them back together (model/client.py
-and model/pull.py), so the model reproduces the calibration workload.
+machine); and pairs of pulls of one image at once (how long such pulls wait
+for each other, harness/calibrate_ingest.py).  It also times how fast a sync
+writes fresh files to disk (what dockerd's unmounts wait for,
+model/pagecache.py) and, on a kernel network, a tiny pull that shows the
+round trips spent opening TCP connections (harness/calibrate_tcp.py).  Each
+cost is read off the measured phases with the same arithmetic the model uses
+to put them back together (model/client.py and model/pull.py), so the model
+reproduces the calibration workload.
 
 How an engine's phases are timed decides the arithmetic: docksim's daemon
 times its own work (create, start, ... exclude the API round trip), while for
@@ -247,9 +249,11 @@ def measure_disk_flush(directory: str | None = None) -> tuple[float, float]:
 
 def calibrate(engine: str = "launcher", progress=lambda message: None) -> Costs:
     """Measure the calibration workload on `engine` and derive the costs, with how
-    container operations share the machine (harness/calibrate_sharing.py); where
+    container operations share the machine (harness/calibrate_sharing.py) and
+    how pulls of one image wait for each other (harness/calibrate_ingest.py); where
     this machine can build kernel networks, also the TCP connection set-up
     (harness/calibrate_tcp.py; otherwise it stays 0)."""
+    from harness.calibrate_ingest import calibrate_manifest_wait
     from harness.calibrate_sharing import fit_parallelism
     from harness.calibrate_tcp import calibrate_tcp
     from harness.netns import why_unavailable
@@ -261,6 +265,7 @@ def calibrate(engine: str = "launcher", progress=lambda message: None) -> Costs:
     costs = derive_costs(rows, run_rows, engine, pulls.layer_bytes()).with_(
         disk_flush_Bps=flush_Bps, dirty_expire_s=expire_s)
     costs = costs.with_(container_parallelism=fit_parallelism(run_rows, costs))
+    costs = calibrate_manifest_wait(costs, engine, lambda message: progress(f"paired pulls: {message}"))
     if why_unavailable() is None:
         costs = calibrate_tcp(costs, engine, lambda message: progress(f"TCP set-up: {message}"))
     return costs

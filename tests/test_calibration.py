@@ -13,6 +13,8 @@ import pytest
 import model
 from harness.calibrate import (calibration_scenarios, derive_costs, extraction_line,
                                runs_scenario)
+from harness.calibrate_ingest import (HIGHEST_S, calibrate_manifest_wait, fit_manifest_wait,
+                                      pairs_scenario)
 from harness.calibrate_sharing import HIGHEST, LOWEST, fit_parallelism
 from harness.calibrate_tcp import (bulk_scenario, derive_kernel_link, derive_tcp_setup,
                                    tcp_scenario)
@@ -125,6 +127,33 @@ def test_profiles_round_trip_and_refuse_nonsense(tmp_path):
 
 
 @pytest.mark.skipif(why_not_measurable() is not None, reason="calibrating measures: needs root")
+@pytest.mark.parametrize("wait_s", [0.2, 0.7, 1.3])
+def test_fit_manifest_wait_recovers_the_wait_the_model_was_given(wait_s):
+    """Pairs of pulls of one image, simulated with a known wait: the fit reads it back."""
+    rows = model.simulate(pairs_scenario(), costs=TRUTH.with_(manifest_lock_wait_s=wait_s))
+    assert fit_manifest_wait(rows, TRUTH) == pytest.approx(wait_s, abs=1e-3)
+
+
+def test_fit_manifest_wait_stays_within_its_bounds():
+    unlocked = model.simulate(pairs_scenario(replications=1), costs=TRUTH)
+    assert fit_manifest_wait(unlocked, TRUTH) == 0.0
+    stuck = model.simulate(pairs_scenario(replications=1),
+                           costs=TRUTH.with_(manifest_lock_wait_s=2 * HIGHEST_S))
+    assert fit_manifest_wait(stuck, TRUTH) == HIGHEST_S
+
+
+def test_paired_pulls_on_dockerd_wait_for_the_manifests_lock():
+    """The real dockerd: the second of two pulls of one image retries a locked
+    ingest ten times with back-offs of up to 1, 2, ... 512 ms (about 0.5 s, at
+    most 1.02 s), and the first waits for those retries.  docksim's daemon waits
+    for nothing."""
+    if why_not_measurable("docker"):
+        pytest.skip(why_not_measurable("docker"))
+    wait_s = calibrate_manifest_wait(TRUTH, "docker").manifest_lock_wait_s
+    assert 0.2 < wait_s < 1.3
+    assert calibrate_manifest_wait(TRUTH, "launcher").manifest_lock_wait_s < 0.05
+
+
 def test_calibrate_then_run_uses_the_profile(tmp_path):
     env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
     done = subprocess.run([sys.executable, "simulate.py", "calibrate"], cwd=PROJECT, env=env,
