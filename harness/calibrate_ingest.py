@@ -25,7 +25,7 @@ from model.costs import Costs
 from vocab.scenario import parse_scenario
 from vocab.trace import PhaseRow
 
-PAIRS = 6
+PAIRS = 8
 # Seconds between pairs: the retries take at most 1.02 s (ten back-offs of up
 # to 1, 2, ... 512 ms), and the tiny pull that follows well under 0.3 s here.
 SPACING_S = 1.4
