@@ -10,7 +10,9 @@ with ``error_pct = 100 * (simulated - measured) / measured``: positive when the
 model is slower than reality.  It is None when the measured value is 0 (a warm
 request pulls nothing: there is no relative error to speak of).
 
-Nothing here prints; ``format_table`` returns text for the CLI to show.
+`compare` and `validate` first pool the requests a scenario cannot tell apart
+(analysis/exchangeable.py).  Nothing here prints; ``format_table`` returns
+text for the CLI to show.
 """
 from __future__ import annotations
 

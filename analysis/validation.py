@@ -8,7 +8,8 @@ The targets, per engine, over every request of the validation suite:
 * no single request's `pull_s` or `startup_s` is off by more than 25 %.
 
 A request's error is that of the median over replications on each side
-(analysis/compare.py).  Cached requests pull nothing (measured 0): they have no
+(analysis/compare.py), pooled over the requests the scenario cannot tell apart
+(analysis/exchangeable.py).  Cached requests pull nothing (measured 0): they have no
 `pull_s` error, but their `startup_s` counts.
 """
 from __future__ import annotations

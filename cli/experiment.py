@@ -85,6 +85,7 @@ def cmd_compare(args, console) -> int:
     from analysis.compare import (comparison_rows, error_table, format_table, write_comparison_csv,
                                   write_rows_csv)
     from analysis.comparison_chart import comparison_figure
+    from analysis.exchangeable import pooled_summaries
     from analysis.phase_compare import PHASE_COLUMNS, phase_rows
     from analysis.style import save_figure
     from harness.measure import why_not_measured
@@ -99,7 +100,8 @@ def cmd_compare(args, console) -> int:
     real_rows, real_summary = measure_to(scenario, args.out / "real", args.engine, console,
                                           args.network)
     console.print(summary_table(real_summary, f"{scenario.name}: measured"))
-    rows = comparison_rows(sim_summary, real_summary)
+    # requests the scenario cannot tell apart are compared as one group
+    rows = comparison_rows(*pooled_summaries(scenario, sim_rows, sim_summary, real_rows, real_summary))
     write_comparison_csv(rows, args.out / "comparison.csv")
     write_rows_csv(phase_rows(sim_rows, real_rows), args.out / "comparison-phases.csv", PHASE_COLUMNS)
     # the median replication of each side, so the chart agrees with the table's medians

@@ -33,6 +33,7 @@ def validate_scenario(scenario, engine: str, network: str, costs, console,
     container costs sampled between its replications (harness/drift.py)."""
     import model
     from analysis.compare import comparison_rows
+    from analysis.exchangeable import pooled_summaries
     from analysis.phase_compare import phase_rows
     from analysis.validation import tag_bandwidth_bound, wire_seconds
     from model.tcp import kernel_link_model
@@ -53,8 +54,9 @@ def validate_scenario(scenario, engine: str, network: str, costs, console,
                       f"API call {costs.api_call_s * 1e3:.2f} ms")
     modelled = kernel_link_model(scenario, costs) if network == "kernel" else (scenario, costs)
     sim_rows = model.simulate(modelled[0], costs=modelled[1])
-    sim = summarize(sim_rows, scenario.name, "sim", "model", scenario.replications)
-    real = summarize(real_rows, scenario.name, "real", engine, scenario.replications)
+    sim, real = pooled_summaries(
+        scenario, sim_rows, summarize(sim_rows, scenario.name, "sim", "model", scenario.replications),
+        real_rows, summarize(real_rows, scenario.name, "real", engine, scenario.replications))
     tag = {"engine": engine, "scenario": scenario.name}
     requests = tag_bandwidth_bound(comparison_rows(sim, real), wire_seconds(real_rows))
     return ([{**tag, **row} for row in requests],
