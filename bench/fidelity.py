@@ -21,6 +21,7 @@ import model  # noqa: E402
 from harness.calibrate import calibrate  # noqa: E402
 from model.profile import new_profile, profile_path, read_profile, write_profile  # noqa: E402
 from analysis.compare import comparison_rows  # noqa: E402
+from analysis.exchangeable import pooled_summaries  # noqa: E402
 from harness.measure import measure, why_not_measurable  # noqa: E402
 from vocab.scenario import load_scenario  # noqa: E402
 from vocab.trace import summarize  # noqa: E402
@@ -45,8 +46,10 @@ def main(paths: list[str]) -> int:
           f"{'simulated':>10s} {'measured':>10s} {'error':>8s}")
     for path in paths or DEFAULT:
         scenario = load_scenario(PROJECT / path)
-        sim = summarize(model.simulate(scenario, costs=costs), scenario.name, "sim", "model", scenario.replications)
-        real = summarize(measure(scenario), scenario.name, "real", "launcher", scenario.replications)
+        sim_rows, real_rows = model.simulate(scenario, costs=costs), measure(scenario)
+        sim, real = pooled_summaries(  # clients the scenario cannot tell apart, as one
+            scenario, sim_rows, summarize(sim_rows, scenario.name, "sim", "model", scenario.replications),
+            real_rows, summarize(real_rows, scenario.name, "real", "launcher", scenario.replications))
         commands = {(r["step"], r["client"], r["repeat"]): r["command"] for r in sim["requests"]}
         for row in comparison_rows(sim, real):
             command = commands[(row["step"], row["client"], row["repeat"])]
