@@ -5,9 +5,9 @@ predicted: pulls of images whose one new layer has a known size and
 compressibility, over an unshaped loopback link (to separate per-request,
 per-layer and per-byte costs), and one `rmi`; and, in many short replications,
 cached `run`s of `true`, one after another (container costs and the cost of an
-API call) and then several at once (how container operations share the
-machine); and pairs of pulls of one image at once (how long such pulls wait
-for each other, harness/calibrate_ingest.py).  It also times how fast a sync
+API call) and then several of `sleep 1` at once (how container operations
+share the machine); and pairs of pulls of one image at once (how long such
+pulls wait for each other, harness/calibrate_ingest.py).  It also times how fast a sync
 writes fresh files to disk (what dockerd's unmounts wait for,
 model/pagecache.py) and, on a kernel network, a tiny pull that shows the
 round trips spent opening TCP connections (harness/calibrate_tcp.py).  Each
@@ -47,9 +47,14 @@ WARM_RUNS = 6
 RUN_REPLICATIONS = 12
 WARM_REQUEST = "s1-c0-r"
 # After the warm runs, this many runs sent at the same moment: how container
-# operations share the machine (harness/calibrate_sharing.py).
+# operations share the machine (harness/calibrate_sharing.py).  Each container
+# lives a second, so that the starts share the machine with one another only,
+# as when a class starts containers together.  With `true`, the first exits and
+# removes overlapped the last starts, and on dockerd six such runs took 0.37 s
+# (median start-up) where six of `sleep 1` took 0.29-0.31 s in the same minutes.
 CONCURRENT_RUNS = 6
 CONCURRENT_REQUEST = "s2-"
+CONCURRENT_RUN_S = 1.0
 BASE_COMPRESSION = 2.0
 # Incompressible layers from small to large: the extraction line (fixed cost per
 # layer + bytes / rate) is a least-squares fit through all of them.  Two sizes
@@ -106,7 +111,7 @@ def _runs_toml(replications: int) -> str:
                     replications)
             + _image("base")
             + _step(0.0, "pull", "base") + _step(0.5, "run", "base", f"repeat = {WARM_RUNS}\n")
-            + _step(2.0, "run", "base", f"clients = {CONCURRENT_RUNS}\n"))
+            + _step(2.0, "run", "base", f"clients = {CONCURRENT_RUNS}\nrun_s = {CONCURRENT_RUN_S}\n"))
 
 
 PULLS_TOML = _pulls_toml()

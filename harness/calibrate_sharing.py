@@ -6,8 +6,8 @@ sharing with a capacity of ``container_parallelism`` operations at full speed
 cached-runs workload (harness/calibrate.py): on each fresh daemon, after a
 pull and six runs one after another (dockerd's first run after a pull waits
 for the pull's write-back, which the model has on its own,
-model/pagecache.py), CONCURRENT_RUNS clients send `docker run` of `true` at
-the same moment.
+model/pagecache.py), CONCURRENT_RUNS clients send `docker run` of `sleep 1`
+at the same moment.
 
 The capacity is the one with which the model, given every other cost, gives
 the median start-up (request sent -> process exec'd) of those concurrent runs
