@@ -210,6 +210,11 @@ def each_replication(scenario: Scenario, start_registry: Callable[[int], Context
         for replication in range(scenario.replications):
             if between is not None:
                 between(replication)
+            # Start with nothing waiting to be written back, as the model's page
+            # cache does (model/pagecache.py).  The last daemon's files were just
+            # deleted, and dockerd's first unmount syncs the disk: it would pay
+            # for that deletion's write-back.
+            os.sync()
             progress(f"replication {replication + 1} of {scenario.replications}")
             with ExitStack() as stack:
                 yield replication, shared_url or stack.enter_context(start_registry(replication)), stack
