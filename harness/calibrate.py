@@ -21,6 +21,7 @@ the real dockerd they are timed around the client's calls (they include one).
 """
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import statistics
@@ -134,6 +135,33 @@ def median_duration(rows: list[PhaseRow], keep: Callable[[PhaseRow], bool]) -> f
     if not values:
         raise ValueError("calibration: a phase it needs was not measured")
     return statistics.median(values)
+
+
+def solve_monotone(value_of: Callable[[float], float], target: float, low: float, high: float,
+                   increasing: bool = True, log_scale: bool = False, steps: int = 40) -> float:
+    """The x in [low, high] at which the monotone `value_of(x)` (the model's
+    prediction of a calibration workload, as one cost varies) meets `target`
+    (the measured value), by bisection -- on a log scale if asked -- rounded to
+    4 decimals.  `low` when the prediction already meets or passes it there,
+    `high` when it does not get past it even there."""
+    direction = 1.0 if increasing else -1.0
+
+    def past(x: float) -> float:  # > 0: beyond the target, < 0: short of it
+        return direction * (value_of(x) - target)
+
+    if past(low) >= 0:
+        return low
+    if past(high) <= 0:
+        return high
+    to_scale, from_scale = (math.log, math.exp) if log_scale else (float, float)
+    a, b = to_scale(low), to_scale(high)
+    for _ in range(steps):
+        middle = (a + b) / 2
+        if past(from_scale(middle)) < 0:
+            a = middle
+        else:
+            b = middle
+    return round(from_scale((a + b) / 2), 4)
 
 
 def extraction_line(points: list[tuple[int, float]]) -> tuple[float, float]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import statistics
 
+from harness.calibrate import solve_monotone
 from harness.measure import measure
 from model.costs import Costs
 from vocab.scenario import parse_scenario
@@ -70,19 +71,8 @@ def fit_manifest_wait(real_rows: list[PhaseRow], costs: Costs) -> float:
     def modelled_s(wait_s: float) -> float:
         return median_resolve_s(model.simulate(scenario, costs=costs.with_(manifest_lock_wait_s=wait_s)))
 
-    # a longer wait never makes the model faster: bisect
-    if modelled_s(0.0) >= measured_s:
-        return 0.0
-    if modelled_s(HIGHEST_S) <= measured_s:
-        return HIGHEST_S
-    low, high = 0.0, HIGHEST_S
-    for _ in range(30):
-        middle = (low + high) / 2
-        if modelled_s(middle) < measured_s:
-            low = middle
-        else:
-            high = middle
-    return round((low + high) / 2, 4)
+    # a longer wait never makes the model faster
+    return solve_monotone(modelled_s, measured_s, 0.0, HIGHEST_S)
 
 
 def calibrate_manifest_wait(costs: Costs, engine: str, progress=lambda message: None) -> Costs:

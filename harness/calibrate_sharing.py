@@ -16,10 +16,9 @@ workload, as harness/calibrate_tcp.py does for connection set-up.
 """
 from __future__ import annotations
 
-import math
 import statistics
 
-from harness.calibrate import CONCURRENT_REQUEST, runs_scenario
+from harness.calibrate import CONCURRENT_REQUEST, runs_scenario, solve_monotone
 from model.costs import Costs
 from vocab.trace import PhaseRow, request_metrics
 
@@ -48,16 +47,5 @@ def fit_parallelism(real_rows: list[PhaseRow], costs: Costs) -> float:
         rows = model.simulate(scenario, costs=costs.with_(container_parallelism=parallelism))
         return median_concurrent_startup_s(rows)
 
-    # more parallelism never makes the model slower: bisect on a log scale
-    if modelled_s(HIGHEST) >= measured_s:
-        return HIGHEST
-    if modelled_s(LOWEST) <= measured_s:
-        return LOWEST
-    low, high = math.log(LOWEST), math.log(HIGHEST)
-    for _ in range(40):
-        middle = (low + high) / 2
-        if modelled_s(math.exp(middle)) > measured_s:
-            low = middle
-        else:
-            high = middle
-    return round(math.exp((low + high) / 2), 4)
+    # more parallelism never makes the model slower
+    return solve_monotone(modelled_s, measured_s, LOWEST, HIGHEST, increasing=False, log_scale=True)
