@@ -1,5 +1,6 @@
-"""Calibration's kernel-network part: the rate of an unshaped kernel link, and
-the round trips an engine spends opening TCP connections.
+"""Calibration's kernel-network part: the rate of an unshaped kernel link, the
+round trips an engine spends opening TCP connections, and the round trips a
+transfer loses leaving slow start.
 
 An unshaped link on a kernel network is veth pairs and a bridge with offloads
 off (wire-sized frames), much slower than loopback: a 20 MB layer pulled with
@@ -21,9 +22,17 @@ userland), and the model is inverted:
 
 with the model's pull computed after the resolve's round trips are known
 (the layers' connections open in parallel, so one blob's set-up shows).
+
+Leaving slow start (model/tcp.py) is measured with a layer that outgrows it:
+3 MB over a shaped 20 Mbit/s link with a 60 ms round trip (a ramp of four
+rounds), pulled after its base.  Everything else about that pull is known by
+then, so the layer's download ends later than the model's by
+
+    tcp_startup_exit_rtts = (measured end - model's end) / RTT
 """
 from __future__ import annotations
 
+import statistics
 
 from harness.calibrate import median_duration
 from harness.measure import measure
@@ -86,12 +95,47 @@ image = "calibration/bulk:1"
 """
 
 
+EXIT_RTT_MS = 60.0
+EXIT_TOML = f"""
+[scenario]
+name = "calibration-tcp-exit"
+description = "docksim's calibration of leaving slow start: 3 MB over a shaped 20 Mbit/s, 60 ms link."
+replications = 3
+
+[network]
+bandwidth_mbps = 20
+rtt_ms = {EXIT_RTT_MS}
+
+[[image]]
+ref = "calibration/base:1"
+layers = [{{ name = "base", size_mb = 3.0, compression = 2.0 }}]
+
+[[image]]
+ref = "calibration/ramp:1"
+layers = [{{ name = "base", size_mb = 3.0, compression = 2.0 }},
+          {{ name = "ramp", size_mb = 3.0, compression = 1.0 }}]
+
+[[step]]
+command = "pull"
+image = "calibration/base:1"
+
+[[step]]
+at_s = 2.5
+command = "pull"
+image = "calibration/ramp:1"
+"""
+
+
 def tcp_scenario():
     return parse_scenario(TCP_CALIBRATION_TOML, "<calibration-tcp>")
 
 
 def bulk_scenario():
     return parse_scenario(BULK_TOML, "<calibration-veth>")
+
+
+def exit_scenario():
+    return parse_scenario(EXIT_TOML, "<calibration-tcp-exit>")
 
 
 def _median_phase(rows: list[PhaseRow], phase: str, request: str = MEASURED, layer: str = "") -> float:
@@ -115,6 +159,28 @@ def derive_tcp_setup(real_rows: list[PhaseRow], costs: Costs) -> Costs:
                        tcp_setup_rtts_blob=round(blob_rtts, 2))
 
 
+def _median_download_end_s(rows: list[PhaseRow], layer: str) -> float:
+    """Median over replications of when `layer`'s download ended, from its
+    request's start (the measured pull's request)."""
+    starts = {(r.replication, r.request): r.start_s for r in rows
+              if r.phase == "request" and r.request.startswith(MEASURED)}
+    ends = [r.end_s - starts[(r.replication, r.request)] for r in rows
+            if r.phase == "download" and r.layer == layer and (r.replication, r.request) in starts]
+    if not ends:
+        raise ValueError(f"calibration: no download of layer {layer!r} was recorded")
+    return statistics.median(ends)
+
+
+def derive_startup_exit(real_rows: list[PhaseRow], costs: Costs) -> Costs:
+    """`costs` with tcp_startup_exit_rtts read off the ramp layer's download (see
+    the docstring); `costs` must already hold the connection set-up."""
+    import model
+    scenario, kernel_costs = kernel_link_model(exit_scenario(), costs.with_(tcp_startup_exit_rtts=0.0))
+    simulated_s = _median_download_end_s(model.simulate(scenario, costs=kernel_costs), "ramp")
+    late_s = _median_download_end_s(real_rows, "ramp") - simulated_s
+    return costs.with_(tcp_startup_exit_rtts=round(max(0.0, late_s / (EXIT_RTT_MS / 1000)), 2))
+
+
 def derive_kernel_link(real_rows: list[PhaseRow], costs: Costs) -> Costs:
     """`costs` with kernel_link_Bps read off the bulk layer's download: the model's
     download is a fixed part plus bytes / rate, so two simulations (an endless
@@ -131,9 +197,12 @@ def derive_kernel_link(real_rows: list[PhaseRow], costs: Costs) -> Costs:
 
 
 def calibrate_tcp(costs: Costs, engine: str, progress=lambda message: None) -> Costs:
-    """Measure the bulk pull and the tiny pull on kernel networks with `engine`;
-    return `costs` with the kernel link's rate and the connection set-up filled in."""
+    """Measure the bulk pull, the tiny pull and the ramp pull on kernel networks
+    with `engine`; return `costs` with the kernel link's rate, the connection
+    set-up and the cost of leaving slow start filled in."""
     rows = measure(bulk_scenario(), progress=progress, engine=engine, network="kernel")
     costs = derive_kernel_link(rows, costs)
     rows = measure(tcp_scenario(), progress=progress, engine=engine, network="kernel")
-    return derive_tcp_setup(rows, costs)
+    costs = derive_tcp_setup(rows, costs)
+    rows = measure(exit_scenario(), progress=progress, engine=engine, network="kernel")
+    return derive_startup_exit(rows, costs)

@@ -62,13 +62,15 @@ class Fetcher:
     def __init__(self, env: simpy.Environment, topology: Topology, network: FlowNetwork,
                  slow_start: bool, attempts: int, address: dict[str, Hashable], *,
                  backoff_s: float = RETRY_BACKOFF_S, read_timeout_s: float = math.inf,
-                 drip_lanes: list[int] | None = None, setup_rtts: tuple[float, float] = (0.0, 0.0)):
+                 drip_lanes: list[int] | None = None, setup_rtts: tuple[float, float] = (0.0, 0.0),
+                 startup_exit_rtts: float = 0.0):
         self.env = env
         self.topology = topology
         self.network = network
         self.slow_start = slow_start
         # round trips opening connections (resolve, each blob GET): real TCP only
         self.setup_rtts = setup_rtts if slow_start else (0.0, 0.0)
+        self.startup_exit_rtts = startup_exit_rtts  # leaving slow start (model/tcp.py)
         self.attempts = attempts
         self.address = address   # node -> the address the registry sees (for its rate limit)
         self.backoff_s = backoff_s
@@ -78,7 +80,8 @@ class Fetcher:
     def flow(self, links: tuple[int, ...], size_bytes: float, rtt_s: float):
         """One stream of bytes along ``links`` (a SimPy generator)."""
         if self.slow_start:
-            delay_s = slow_start_s(size_bytes, rtt_s, self.topology.bottleneck_Bps(links))
+            delay_s = slow_start_s(size_bytes, rtt_s, self.topology.bottleneck_Bps(links),
+                                   self.startup_exit_rtts)
             if delay_s > 0:
                 yield self.env.timeout(delay_s)
         if links:

@@ -18,8 +18,17 @@ before the flow joins the network (``slow_start_s``), with r the path's
 uncontended bottleneck: under contention the real window stops growing
 earlier, so this is an upper bound of the penalty.
 
-Left out: losses and fast recovery, the window's later sawtooth, delayed
-ACKs, and the reuse of a warm connection (dockerd reuses keep-alive
+A flow that outgrows its ramp (10b) also pays for leaving it: the last
+doubling overfills the bottleneck's queue, packets are lost and recovered,
+and the queue drains (Linux's BBR, this machine's default, leaves its
+start-up only after three rounds without growth).  How many round trips that
+costs depends on the kernel's congestion control, so it is measured, not
+derived: ``Costs.tcp_startup_exit_rtts`` (harness/calibrate_tcp.py).  On
+shaped kernel links of 10-100 Mbit/s and 20-160 ms a single 3-16 MB layer
+took 1.0-1.4 round trips longer than (10b), on both engines.  A flow that
+ends within its ramp (10a) never fills the queue and pays nothing.
+
+Left out: the window's later sawtooth, delayed ACKs, and the reuse of a warm connection (dockerd reuses keep-alive
 connections, but a connection idle for longer than its retransmission
 timeout restarts from the initial window, RFC 5681 section 4.1, which is the
 usual case between layers).  With ``slow_start = false`` (the default, and
@@ -38,8 +47,9 @@ SEGMENT_BYTES = 1460
 INITIAL_WINDOW_BYTES = 10 * SEGMENT_BYTES
 
 
-def slow_start_s(size_bytes: float, rtt_s: float, rate_Bps: float) -> float:
-    """Equations (9)-(10) minus the fluid time: the extra seconds slow start costs."""
+def slow_start_s(size_bytes: float, rtt_s: float, rate_Bps: float, exit_rtts: float = 0.0) -> float:
+    """Equations (9)-(10) minus the fluid time: the extra seconds slow start costs,
+    plus `exit_rtts` round trips for leaving it when the flow outgrows its ramp."""
     if size_bytes <= 0 or rtt_s <= 0 or not math.isfinite(rate_Bps):
         return 0.0
     bdp_bytes = rate_Bps * rtt_s
@@ -49,7 +59,7 @@ def slow_start_s(size_bytes: float, rtt_s: float, rate_Bps: float) -> float:
     if size_bytes <= ramp_bytes:
         needed = math.ceil(math.log2(size_bytes / INITIAL_WINDOW_BYTES + 1))
         return max(0.0, needed * rtt_s - fluid_s)
-    return max(0.0, rounds * rtt_s + (size_bytes - ramp_bytes) / rate_Bps - fluid_s)
+    return max(0.0, (rounds + exit_rtts) * rtt_s + (size_bytes - ramp_bytes) / rate_Bps - fluid_s)
 
 
 # TCP payload per Ethernet frame on a 1500-byte MTU with timestamps: what tbf leaves for data
@@ -58,8 +68,9 @@ TCP_GOODPUT_RATIO = 1448 / 1514
 
 def kernel_link_model(scenario: Scenario, costs: Costs) -> tuple[Scenario, Costs]:
     """The model of a real TCP network (`--network kernel`): frames carry 1448
-    payload bytes of 1514, every transfer starts in slow start, opening a
-    connection costs the calibrated round trips (Costs.tcp_setup_rtts_*), and a
+    payload bytes of 1514, every transfer starts in slow start (and pays
+    Costs.tcp_startup_exit_rtts when it outgrows it), opening a connection
+    costs the calibrated round trips (Costs.tcp_setup_rtts_*), and a
     link without a bandwidth limit moves what veths without offloads move
     (Costs.kernel_link_Bps).  The registry's emulated link has none of these."""
     network = dataclasses.replace(scenario.network, slow_start=True)

@@ -54,7 +54,8 @@ class World:
                                daemon_spec.max_download_attempts, address,
                                backoff_s=daemon_spec.retry_backoff_s,
                                read_timeout_s=daemon_spec.read_timeout_s, drip_lanes=drip_lanes,
-                               setup_rtts=(costs.tcp_setup_rtts_resolve, costs.tcp_setup_rtts_blob))
+                               setup_rtts=(costs.tcp_setup_rtts_resolve, costs.tcp_setup_rtts_blob),
+                               startup_exit_rtts=costs.tcp_startup_exit_rtts)
         mode = scenario.distribution.mode
         if mode == "p2p":
             self.source = Swarm(self.fetcher, self.registry, scenario.distribution)
