@@ -1,6 +1,6 @@
 """Calibration's kernel-network part: the rate of an unshaped kernel link, the
 round trips an engine spends opening TCP connections, and the round trips a
-transfer loses leaving slow start.
+blob that outgrows slow start takes beyond the model's ramp.
 
 An unshaped link on a kernel network is veth pairs and a bridge with offloads
 off (wire-sized frames), much slower than loopback: a 20 MB layer pulled with
@@ -23,12 +23,12 @@ userland), and the model is inverted:
 with the model's pull computed after the resolve's round trips are known
 (the layers' connections open in parallel, so one blob's set-up shows).
 
-Leaving slow start (model/tcp.py) is measured with a layer that outgrows it:
+The bulk blob's extra round trips (model/tcp.py) come from a layer that outgrows slow start:
 3 MB over a shaped 20 Mbit/s link with a 60 ms round trip (a ramp of four
 rounds), pulled after its base.  Everything else about that pull is known by
 then, so the layer's download ends later than the model's by
 
-    tcp_startup_exit_rtts = (measured end - model's end) / RTT
+    tcp_bulk_extra_rtts = (measured end - model's end) / RTT
 """
 from __future__ import annotations
 
@@ -95,16 +95,16 @@ image = "calibration/bulk:1"
 """
 
 
-EXIT_RTT_MS = 60.0
-EXIT_TOML = f"""
+RAMP_RTT_MS = 60.0
+RAMP_TOML = f"""
 [scenario]
-name = "calibration-tcp-exit"
-description = "docksim's calibration of leaving slow start: 3 MB over a shaped 20 Mbit/s, 60 ms link."
+name = "calibration-tcp-ramp"
+description = "docksim's calibration of a blob beyond slow start: 3 MB over a shaped 20 Mbit/s, 60 ms link."
 replications = 3
 
 [network]
 bandwidth_mbps = 20
-rtt_ms = {EXIT_RTT_MS}
+rtt_ms = {RAMP_RTT_MS}
 
 [[image]]
 ref = "calibration/base:1"
@@ -134,8 +134,8 @@ def bulk_scenario():
     return parse_scenario(BULK_TOML, "<calibration-veth>")
 
 
-def exit_scenario():
-    return parse_scenario(EXIT_TOML, "<calibration-tcp-exit>")
+def ramp_scenario():
+    return parse_scenario(RAMP_TOML, "<calibration-tcp-ramp>")
 
 
 def _median_phase(rows: list[PhaseRow], phase: str, request: str = MEASURED, layer: str = "") -> float:
@@ -171,14 +171,14 @@ def _median_download_end_s(rows: list[PhaseRow], layer: str) -> float:
     return statistics.median(ends)
 
 
-def derive_startup_exit(real_rows: list[PhaseRow], costs: Costs) -> Costs:
-    """`costs` with tcp_startup_exit_rtts read off the ramp layer's download (see
+def derive_bulk_extra(real_rows: list[PhaseRow], costs: Costs) -> Costs:
+    """`costs` with tcp_bulk_extra_rtts read off the ramp layer's download (see
     the docstring); `costs` must already hold the connection set-up."""
     import model
-    scenario, kernel_costs = kernel_link_model(exit_scenario(), costs.with_(tcp_startup_exit_rtts=0.0))
+    scenario, kernel_costs = kernel_link_model(ramp_scenario(), costs.with_(tcp_bulk_extra_rtts=0.0))
     simulated_s = _median_download_end_s(model.simulate(scenario, costs=kernel_costs), "ramp")
     late_s = _median_download_end_s(real_rows, "ramp") - simulated_s
-    return costs.with_(tcp_startup_exit_rtts=round(max(0.0, late_s / (EXIT_RTT_MS / 1000)), 2))
+    return costs.with_(tcp_bulk_extra_rtts=round(max(0.0, late_s / (RAMP_RTT_MS / 1000)), 2))
 
 
 def derive_kernel_link(real_rows: list[PhaseRow], costs: Costs) -> Costs:
@@ -199,10 +199,10 @@ def derive_kernel_link(real_rows: list[PhaseRow], costs: Costs) -> Costs:
 def calibrate_tcp(costs: Costs, engine: str, progress=lambda message: None) -> Costs:
     """Measure the bulk pull, the tiny pull and the ramp pull on kernel networks
     with `engine`; return `costs` with the kernel link's rate, the connection
-    set-up and the cost of leaving slow start filled in."""
+    set-up and a bulk blob's extra round trips filled in."""
     rows = measure(bulk_scenario(), progress=progress, engine=engine, network="kernel")
     costs = derive_kernel_link(rows, costs)
     rows = measure(tcp_scenario(), progress=progress, engine=engine, network="kernel")
     costs = derive_tcp_setup(rows, costs)
-    rows = measure(exit_scenario(), progress=progress, engine=engine, network="kernel")
-    return derive_startup_exit(rows, costs)
+    rows = measure(ramp_scenario(), progress=progress, engine=engine, network="kernel")
+    return derive_bulk_extra(rows, costs)

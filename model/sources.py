@@ -63,14 +63,14 @@ class Fetcher:
                  slow_start: bool, attempts: int, address: dict[str, Hashable], *,
                  backoff_s: float = RETRY_BACKOFF_S, read_timeout_s: float = math.inf,
                  drip_lanes: list[int] | None = None, setup_rtts: tuple[float, float] = (0.0, 0.0),
-                 startup_exit_rtts: float = 0.0):
+                 bulk_extra_rtts: float = 0.0):
         self.env = env
         self.topology = topology
         self.network = network
         self.slow_start = slow_start
         # round trips opening connections (resolve, each blob GET): real TCP only
         self.setup_rtts = setup_rtts if slow_start else (0.0, 0.0)
-        self.startup_exit_rtts = startup_exit_rtts  # leaving slow start (model/tcp.py)
+        self.bulk_extra_rtts = bulk_extra_rtts  # blobs beyond the ramp (model/tcp.py)
         self.attempts = attempts
         self.address = address   # node -> the address the registry sees (for its rate limit)
         self.backoff_s = backoff_s
@@ -81,7 +81,7 @@ class Fetcher:
         """One stream of bytes along ``links`` (a SimPy generator)."""
         if self.slow_start:
             delay_s = slow_start_s(size_bytes, rtt_s, self.topology.bottleneck_Bps(links),
-                                   self.startup_exit_rtts)
+                                   self.bulk_extra_rtts)
             if delay_s > 0:
                 yield self.env.timeout(delay_s)
         if links:

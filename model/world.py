@@ -55,7 +55,7 @@ class World:
                                backoff_s=daemon_spec.retry_backoff_s,
                                read_timeout_s=daemon_spec.read_timeout_s, drip_lanes=drip_lanes,
                                setup_rtts=(costs.tcp_setup_rtts_resolve, costs.tcp_setup_rtts_blob),
-                               startup_exit_rtts=costs.tcp_startup_exit_rtts)
+                               bulk_extra_rtts=costs.tcp_bulk_extra_rtts)
         mode = scenario.distribution.mode
         if mode == "p2p":
             self.source = Swarm(self.fetcher, self.registry, scenario.distribution)

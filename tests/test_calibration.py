@@ -16,8 +16,8 @@ from harness.calibrate import (calibration_scenarios, derive_costs, extraction_l
 from harness.calibrate_ingest import (HIGHEST_S, calibrate_manifest_wait, fit_manifest_wait,
                                       pairs_scenario)
 from harness.calibrate_sharing import HIGHEST, LOWEST, fit_parallelism
-from harness.calibrate_tcp import (bulk_scenario, derive_kernel_link, derive_startup_exit,
-                                   derive_tcp_setup, exit_scenario, tcp_scenario)
+from harness.calibrate_tcp import (bulk_scenario, derive_kernel_link, derive_bulk_extra,
+                                   derive_tcp_setup, ramp_scenario, tcp_scenario)
 from harness.measure import why_not_measurable
 from harness.netns import why_unavailable
 from model.costs import Costs
@@ -95,19 +95,19 @@ def test_derive_kernel_link_recovers_the_rate_the_model_was_given(rate_Bps):
     assert got.with_(kernel_link_Bps=TRUTH.kernel_link_Bps) == TRUTH
 
 
-@pytest.mark.parametrize("exit_rtts", [0.4, 1.2, 2.5])
-def test_derive_startup_exit_recovers_the_round_trips_the_model_was_given(exit_rtts):
-    """The ramp layer's download, simulated with a known cost of leaving slow start,
+@pytest.mark.parametrize("extra_rtts", [0.4, 1.2, 2.5])
+def test_derive_bulk_extra_recovers_the_round_trips_the_model_was_given(extra_rtts):
+    """The ramp layer's download, simulated with known extra round trips,
     gives that cost back (to the 0.01 it rounds to); nothing else changes."""
     truth = TRUTH.with_(tcp_setup_rtts_resolve=2.0, tcp_setup_rtts_blob=0.5)
-    scenario, costs = kernel_link_model(exit_scenario(), truth.with_(tcp_startup_exit_rtts=exit_rtts))
-    got = derive_startup_exit(model.simulate(scenario, costs=costs), truth)
-    assert got.tcp_startup_exit_rtts == pytest.approx(exit_rtts, abs=0.006)
-    assert got.with_(tcp_startup_exit_rtts=0.0) == truth
+    scenario, costs = kernel_link_model(ramp_scenario(), truth.with_(tcp_bulk_extra_rtts=extra_rtts))
+    got = derive_bulk_extra(model.simulate(scenario, costs=costs), truth)
+    assert got.tcp_bulk_extra_rtts == pytest.approx(extra_rtts, abs=0.006)
+    assert got.with_(tcp_bulk_extra_rtts=0.0) == truth
     # a download that ends earlier than the model's without the cost reads as 0, not less
-    scenario, costs = kernel_link_model(exit_scenario(), truth)
+    scenario, costs = kernel_link_model(ramp_scenario(), truth)
     faster = dataclasses.replace(scenario, network=dataclasses.replace(scenario.network, bandwidth_mbps=25))
-    assert derive_startup_exit(model.simulate(faster, costs=costs), truth).tcp_startup_exit_rtts == 0.0
+    assert derive_bulk_extra(model.simulate(faster, costs=costs), truth).tcp_bulk_extra_rtts == 0.0
 
 
 def test_connection_setup_is_charged_on_real_tcp_only():
@@ -184,7 +184,7 @@ def test_calibrate_then_run_uses_the_profile(tmp_path):
     if why_unavailable() is None:
         # a 3 MB layer over 20 Mbit/s and 60 ms left BBR's start-up 1.3 round trips
         # late on the reference machine; CUBIC or a shallower queue would differ
-        assert 0.3 < costs.tcp_startup_exit_rtts < 3.0
+        assert 0.3 < costs.tcp_bulk_extra_rtts < 3.0
     out = tmp_path / "run"
     done = subprocess.run([sys.executable, "simulate.py", "run", "scenarios/hello.toml", "--out", str(out)],
                           cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120)

@@ -73,10 +73,10 @@ def test_slow_start_penalty_by_hand():
     # A transfer within the ramp: 100 kB needs ceil(log2(100000 / 14600 + 1)) = 3 rounds.
     assert slow_start_s(100_000, 0.1, 1e7) == pytest.approx(0.3 - 0.01)
     assert slow_start_s(10_000_000, 0.0, 1e7) == 0.0 and INITIAL_WINDOW_BYTES == 14600
-    # Leaving the ramp costs 1.5 more round trips (0.15 s) for the 10 MB flow, and
-    # nothing for the 100 kB one, which never outgrows it.
-    assert slow_start_s(10_000_000, 0.1, 1e7, exit_rtts=1.5) == pytest.approx(0.66458)
-    assert slow_start_s(100_000, 0.1, 1e7, exit_rtts=1.5) == pytest.approx(0.29)
+    # 1.5 extra round trips cost the 10 MB flow 0.15 s more, and the 100 kB one
+    # nothing: it never outgrows the ramp.
+    assert slow_start_s(10_000_000, 0.1, 1e7, extra_rtts=1.5) == pytest.approx(0.66458)
+    assert slow_start_s(100_000, 0.1, 1e7, extra_rtts=1.5) == pytest.approx(0.29)
 
 
 def test_slow_start_is_charged_once_per_blob_get():
