@@ -1,6 +1,6 @@
 """Calibration's kernel-network part: the rate of an unshaped kernel link, the
 round trips an engine spends opening TCP connections, and the round trips a
-blob that outgrows slow start takes beyond the model's ramp.
+transfer loses when it outgrows slow start.
 
 An unshaped link on a kernel network is veth pairs and a bridge with offloads
 off (wire-sized frames), much slower than loopback: a 20 MB layer pulled with
@@ -23,9 +23,9 @@ userland), and the model is inverted:
 with the model's pull computed after the resolve's round trips are known
 (the layers' connections open in parallel, so one blob's set-up shows).
 
-The bulk blob's extra round trips (model/tcp.py) come from a layer that outgrows slow start:
-3 MB over a shaped 20 Mbit/s link with a 60 ms round trip (a ramp of four
-rounds), pulled after its base.  Everything else about that pull is known by
+The round trips lost leaving slow start (model/tcp.py) come from a layer that
+outgrows it: 3 MB over a shaped 20 Mbit/s link with a 60 ms round
+trip (a ramp of four rounds), pulled after its base.  Everything else about that pull is known by
 then, so the layer's download ends later than the model's by
 
     tcp_bulk_extra_rtts = (measured end - model's end) / RTT
@@ -99,7 +99,7 @@ RAMP_RTT_MS = 60.0
 RAMP_TOML = f"""
 [scenario]
 name = "calibration-tcp-ramp"
-description = "docksim's calibration of a blob beyond slow start: 3 MB over a shaped 20 Mbit/s, 60 ms link."
+description = "docksim's calibration of leaving slow start: 3 MB over a shaped 20 Mbit/s, 60 ms link."
 replications = 3
 
 [network]
@@ -199,7 +199,7 @@ def derive_kernel_link(real_rows: list[PhaseRow], costs: Costs) -> Costs:
 def calibrate_tcp(costs: Costs, engine: str, progress=lambda message: None) -> Costs:
     """Measure the bulk pull, the tiny pull and the ramp pull on kernel networks
     with `engine`; return `costs` with the kernel link's rate, the connection
-    set-up and a bulk blob's extra round trips filled in."""
+    set-up and the round trips lost leaving slow start filled in."""
     rows = measure(bulk_scenario(), progress=progress, engine=engine, network="kernel")
     costs = derive_kernel_link(rows, costs)
     rows = measure(tcp_scenario(), progress=progress, engine=engine, network="kernel")

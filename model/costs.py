@@ -84,9 +84,10 @@ class Costs:
     # connection of its own and keeps idle ones for reuse.
     tcp_setup_rtts_resolve: float = 1.1
     tcp_setup_rtts_blob: float = 0.0
-    # Round trips a blob GET on real TCP takes beyond the slow-start model
-    # when the blob outgrows the ramp (model/tcp.py); calibration measures it
-    # on a shaped kernel link.
+    # Round trips a transfer on real TCP loses when it outgrows slow start:
+    # the overshoot into the bottleneck's queue, its losses and the drain
+    # (model/tcp.py).  It depends on the kernel's congestion control, so
+    # calibration measures it on a shaped kernel link.
     tcp_bulk_extra_rtts: float = 0.0
     # 1.0: every unmount of a container's overlay writes back the disk's dirty
     # pages and waits (dockerd's overlay2, no `volatile`), so a create right

@@ -44,7 +44,7 @@ EXPLAIN = {
     "extract_streams": "1: layers unpack while they download; 0: after the download",
     "tcp_setup_rtts_resolve": "round trips opening connections before a resolve (real TCP only)",
     "tcp_setup_rtts_blob": "round trips opening a connection before each blob GET (real TCP only)",
-    "tcp_bulk_extra_rtts": "round trips a blob beyond TCP's slow start takes more than modelled (real TCP only)",
+    "tcp_bulk_extra_rtts": "round trips a transfer loses when it outgrows TCP's slow start (real TCP only)",
     "unmount_flushes": "1: a container's unmount waits for the disk's dirty pages; 0: it does not",
     "phases_include_call": "1: create, start, remove are timed around the client's call; 0: by the daemon",
     "disk_flush_Bps": "rate at which a syncfs writes dirty file data to disk",

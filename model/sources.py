@@ -70,7 +70,7 @@ class Fetcher:
         self.slow_start = slow_start
         # round trips opening connections (resolve, each blob GET): real TCP only
         self.setup_rtts = setup_rtts if slow_start else (0.0, 0.0)
-        self.bulk_extra_rtts = bulk_extra_rtts  # blobs beyond the ramp (model/tcp.py)
+        self.bulk_extra_rtts = bulk_extra_rtts  # leaving slow start (model/tcp.py)
         self.attempts = attempts
         self.address = address   # node -> the address the registry sees (for its rate limit)
         self.backoff_s = backoff_s

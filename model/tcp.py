@@ -18,21 +18,23 @@ before the flow joins the network (``slow_start_s``), with r the path's
 uncontended bottleneck: under contention the real window stops growing
 earlier, so this is an upper bound of the penalty.
 
-A blob that outgrows its ramp (10b) takes a few round trips more through a
-real engine: ``Costs.tcp_bulk_extra_rtts``, measured, not derived
-(harness/calibrate_tcp.py).  On shaped kernel links of 10-100 Mbit/s and
-20-160 ms, a single 3-16 MB layer arrived 1.0-1.4 round trips later than
-(10b) says, through docksim's engine and through dockerd alike, while a bare
-socket on the same link, sending from a file with sendfile(2) as the
-registry does, matched (10b) to 0.2 round trips.  So the round trips are
-lost somewhere in the HTTP path of a large body, not in TCP's own ramp;
-where exactly is not pinned down.  A blob that ends within its ramp (10a)
-pays nothing extra (calibration's tiny blobs show none).
+A flow that outgrows its ramp (10b) takes longer than (10b) says: its last
+doubling overfills the bottleneck's queue, packets are lost and recovered,
+and the queue drains.  How long that takes depends on the kernel's
+congestion control, so it is measured, not derived:
+``Costs.tcp_bulk_extra_rtts`` round trips (harness/calibrate_tcp.py).  A bare
+socket sending 3 MB with sendfile(2) over a shaped kernel link took 1.2
+round trips more than (10b) at 10 Mbit/s and 80 ms (BBR; about 130 segments
+were sent twice) and 1.3 at 20 Mbit/s and 60 ms (1.0 with CUBIC).  Pulls of
+single 3-16 MB layers over 10-100 Mbit/s and 20-160 ms, through docksim's
+engine and through dockerd, came out 1.0-1.4 round trips longer than the
+model without it.  A flow that ends within its ramp (10a) never fills the
+queue and pays nothing.
 
-Left out: the window's later sawtooth, delayed ACKs, and the reuse of a warm connection (dockerd reuses keep-alive
-connections, but a connection idle for longer than its retransmission
-timeout restarts from the initial window, RFC 5681 section 4.1, which is the
-usual case between layers).  With ``slow_start = false`` (the default, and
+Left out: the window's later sawtooth and its losses, delayed ACKs,
+and the reuse of a warm connection (a connection idle for longer than its
+retransmission timeout restarts from the initial window, RFC 5681 section
+4.1, and dockerd opened a new connection for every blob, config included).  With ``slow_start = false`` (the default, and
 what docksim's real engine does: its link is a pacer, not TCP) flows start
 at their fair share at once.
 """
