@@ -2,7 +2,7 @@
 # The model's accuracy targets, measured: every scenario in scenarios/validation/
 # on both engines (docksim's and the real dockerd), first on the registry's
 # emulated link, then on kernel networks (namespaces, tbf, delay line, real TCP).
-#   sudo bash bench/validation.sh        (about 11 minutes; needs root)
+#   sudo bash bench/validation.sh        (about 22 minutes; needs root)
 # Each run prints its tables and writes CSVs to out/validation-<network>/;
 # the exit status is 1 when any target is missed on either network.
 set -u
