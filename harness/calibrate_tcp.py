@@ -41,37 +41,47 @@ from model.tcp import kernel_link_model
 from vocab.scenario import parse_scenario
 from vocab.trace import PhaseRow
 
-RTT_MS = 40.0
-TCP_CALIBRATION_TOML = f"""
+def _after_base_toml(name: str, description: str, network: str, ref: str, layers: str,
+                     at_s: float) -> str:
+    """A scenario that pulls the base image, then at `at_s` the image `ref` of the
+    base and `layers` (the measured pull).  The bottom layer carries the images'
+    userland, too big to fit TCP's initial window, so it is pulled first."""
+    return f"""
 [scenario]
-name = "calibration-tcp"
-description = "docksim's calibration of connection set-up: a tiny pull over a real 40 ms round trip."
+name = "{name}"
+description = "{description}"
 replications = 3
 
 [network]
-rtt_ms = {RTT_MS}
+{network}
 
 [[image]]
 ref = "calibration/base:1"
 layers = [{{ name = "base", size_mb = 3.0, compression = 2.0 }}]
 
 [[image]]
-ref = "calibration/tiny:1"
+ref = "{ref}"
 layers = [{{ name = "base", size_mb = 3.0, compression = 2.0 }},
-          {{ name = "tiny-a", size_mb = 0.008, compression = 1.0 }},
-          {{ name = "tiny-b", size_mb = 0.008, compression = 1.0 }}]
+          {layers}]
 
-# The bottom layer carries the images' userland (too big to fit TCP's initial
-# window), so it is pulled first; the measured pull is the second one.
 [[step]]
 command = "pull"
 image = "calibration/base:1"
 
 [[step]]
-at_s = 1.5
+at_s = {at_s}
 command = "pull"
-image = "calibration/tiny:1"
+image = "{ref}"
 """
+
+
+RTT_MS = 40.0
+TCP_CALIBRATION_TOML = _after_base_toml(
+    "calibration-tcp",
+    "docksim's calibration of connection set-up: a tiny pull over a real 40 ms round trip.",
+    f"rtt_ms = {RTT_MS}", "calibration/tiny:1",
+    '{ name = "tiny-a", size_mb = 0.008, compression = 1.0 },\n'
+    '          { name = "tiny-b", size_mb = 0.008, compression = 1.0 }', 1.5)
 MEASURED = "s1-"
 
 # The rate of an unshaped kernel link: one incompressible 20 MB layer with no
@@ -96,34 +106,11 @@ image = "calibration/bulk:1"
 
 
 RAMP_RTT_MS = 60.0
-RAMP_TOML = f"""
-[scenario]
-name = "calibration-tcp-ramp"
-description = "docksim's calibration of leaving slow start: 3 MB over a shaped 20 Mbit/s, 60 ms link."
-replications = 3
-
-[network]
-bandwidth_mbps = 20
-rtt_ms = {RAMP_RTT_MS}
-
-[[image]]
-ref = "calibration/base:1"
-layers = [{{ name = "base", size_mb = 3.0, compression = 2.0 }}]
-
-[[image]]
-ref = "calibration/ramp:1"
-layers = [{{ name = "base", size_mb = 3.0, compression = 2.0 }},
-          {{ name = "ramp", size_mb = 3.0, compression = 1.0 }}]
-
-[[step]]
-command = "pull"
-image = "calibration/base:1"
-
-[[step]]
-at_s = 2.5
-command = "pull"
-image = "calibration/ramp:1"
-"""
+RAMP_TOML = _after_base_toml(
+    "calibration-tcp-ramp",
+    "docksim's calibration of leaving slow start: 3 MB over a shaped 20 Mbit/s, 60 ms link.",
+    f"bandwidth_mbps = 20\nrtt_ms = {RAMP_RTT_MS}", "calibration/ramp:1",
+    '{ name = "ramp", size_mb = 3.0, compression = 1.0 }', 2.5)
 
 
 def tcp_scenario():
