@@ -57,9 +57,7 @@ def pooled_summary(summary: dict, rows: list[PhaseRow], groups: dict[str, tuple]
 
 def pooled_summaries(scenario: Scenario, sim_rows: list[PhaseRow], sim_summary: dict,
                      real_rows: list[PhaseRow], real_summary: dict) -> tuple[dict, dict]:
-    """Both sides of a comparison pooled by the same groups (the measured trace's)."""
-    groups = request_groups(scenario, real_rows)
-    groups.update({request: key for request, key in request_groups(scenario, sim_rows).items()
-                   if request not in groups})
+    """Both sides of a comparison pooled by the same groups."""
+    groups = request_groups(scenario, [*real_rows, *sim_rows])
     return (pooled_summary(sim_summary, sim_rows, groups),
             pooled_summary(real_summary, real_rows, groups))

@@ -18,9 +18,7 @@ nothing: its fit comes out at 0.
 """
 from __future__ import annotations
 
-import statistics
-
-from harness.calibrate import solve_monotone
+from harness.calibrate import median_duration, solve_monotone
 from harness.measure import measure
 from model.costs import Costs
 from vocab.scenario import parse_scenario
@@ -54,10 +52,7 @@ def pairs_scenario(replications: int = 2):
 
 def median_resolve_s(rows: list[PhaseRow]) -> float:
     """The median resolve over every pull of the workload."""
-    values = [r.duration_s for r in rows if r.phase == "resolve"]
-    if not values:
-        raise ValueError("calibration: no pull of the paired pulls resolved")
-    return statistics.median(values)
+    return median_duration(rows, lambda r: r.phase == "resolve")
 
 
 def fit_manifest_wait(real_rows: list[PhaseRow], costs: Costs) -> float:

@@ -31,12 +31,12 @@ engine and through dockerd, came out 1.0-1.4 round trips longer than the
 model without it.  A flow that ends within its ramp (10a) never fills the
 queue and pays nothing.
 
-Left out: the window's later sawtooth and its losses, delayed ACKs,
-and the reuse of a warm connection (a connection idle for longer than its
+Left out: the window's later sawtooth and its losses, delayed ACKs, and the
+reuse of a warm connection (a connection idle for longer than its
 retransmission timeout restarts from the initial window, RFC 5681 section
-4.1, and dockerd opened a new connection for every blob, config included).  With ``slow_start = false`` (the default, and
-what docksim's real engine does: its link is a pacer, not TCP) flows start
-at their fair share at once.
+4.1, and dockerd opened a new connection for every blob, config included).
+With ``slow_start = false`` (the default, and what docksim's real engine
+does: its link is a pacer, not TCP) flows start at their fair share at once.
 """
 from __future__ import annotations
 
