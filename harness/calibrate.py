@@ -63,7 +63,6 @@ BASE_COMPRESSION = 2.0
 # layers' fixed cost by half and understated a 60 MB layer by a fifth.
 RANDOM_LAYERS_MB = (2.0, 10.0, 40.0, 80.0)
 COMPRESSIBLE = "compressible"
-SDK_RUN_CALLS = 7  # create, inspect, start, logs, inspect, wait, delete (model/client.py)
 BASE_LAYER = f'{{ name = "base", size_mb = 3.0, compression = {BASE_COMPRESSION} }}'
 
 
@@ -176,23 +175,29 @@ def extraction_line(points: list[tuple[int, float]]) -> tuple[float, float]:
 
 
 def container_costs(run_rows: list[PhaseRow], engine: str) -> dict[str, float]:
-    """api_call_s, create_s, start_s, exit_s and remove_s, read off the trace of
-    the cached-runs workload."""
+    """api_call_s, create_s, start_s, start_answer_s, exit_s and remove_s, read
+    off the trace of the cached-runs workload."""
     # every cached run but the first, which waits for the base pull's write-back
     # on dockerd (model/pagecache.py)
     warm_rows = [r for r in run_rows
                  if r.request.startswith(WARM_REQUEST) and not r.request.endswith("-r0")]
     parts = {name: median_duration(warm_rows, lambda r, n=name: r.phase == n)
              for name in ("request", "create", "start", "run", "remove")}
+    answer_s = 0.0
     if engine == "launcher":
-        # The daemon times its own work.  In the SDK's sequence the process's
-        # exit overlaps the logs, inspect and wait calls, so
-        #   total = 4a + create + start + remove + max(3a, exit)     (model/client.py)
+        # The daemon times its own work.  Up to the exec the client makes two and
+        # a half calls' worth of round trips (create's way in and out, inspect,
+        # start's way in); after it, the start call's answer waits for the
+        # daemon's own `answer` work, and the process's exit overlaps the logs,
+        # inspect and wait calls, so              (model/client.py, model/daemon.py)
+        #   total = 4a + create + start + remove + max(3a + answer, exit)
+        # Read off the whole request alone, `a` took in the start's answer work
+        # and overstated the time to exec by one ms in twelve.
         create_s, start_s, exit_s, remove_s = (parts[n] for n in ("create", "start", "run", "remove"))
-        rest_s = parts["request"] - create_s - start_s - remove_s
-        api_s = rest_s / SDK_RUN_CALLS
-        if exit_s > 3 * api_s:
-            api_s = (rest_s - exit_s) / 4
+        api_s = _median_before_exec(warm_rows) / 2.5
+        after_calls_s = parts["request"] - 4 * api_s - create_s - start_s - remove_s
+        if after_calls_s > exit_s:  # the wait found the process gone
+            answer_s = max(0.0, after_calls_s - 3 * api_s)
     else:
         # Timed around the client's calls: create, start and remove each hold one
         # round trip, `run` (start answered -> wait answered) is max(3a, exit),
@@ -201,7 +206,21 @@ def container_costs(run_rows: list[PhaseRow], engine: str) -> dict[str, float]:
         create_s, start_s, remove_s = (max(0.0, parts[n] - api_s) for n in ("create", "start", "remove"))
         exit_s = parts["run"]
     return {"api_call_s": max(0.0, api_s), "create_s": create_s, "start_s": start_s,
-            "exit_s": exit_s, "remove_s": remove_s}
+            "start_answer_s": answer_s, "exit_s": exit_s, "remove_s": remove_s}
+
+
+def _median_before_exec(rows: list[PhaseRow]) -> float:
+    """The median time a run's client spends on its calls before the process
+    exec's: from the request's start to the start phase's end, less the create
+    and start phases."""
+    spans: dict[tuple, dict[str, PhaseRow]] = {}
+    for row in rows:
+        spans.setdefault((row.replication, row.node, row.request), {})[row.phase] = row
+    before = [p["start"].end_s - p["request"].start_s - p["create"].duration_s - p["start"].duration_s
+              for p in spans.values() if all(n in p for n in ("request", "create", "start"))]
+    if not before:
+        raise ValueError("calibration: a phase it needs was not measured")
+    return statistics.median(before)
 
 
 def derive_costs(rows: list[PhaseRow], run_rows: list[PhaseRow], engine: str,

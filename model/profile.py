@@ -36,6 +36,7 @@ EXPLAIN = {
     "pull_fixed_s": "from the last layer registered to the pull's end",
     "create_s": "container create (rootfs snapshot, record)",
     "start_s": "container start, until the process has exec'd",
+    "start_answer_s": "container start, from the process's exec until the start call answers",
     "exit_s": "from the process's exit until the daemon has seen it",
     "remove_s": "container remove (unmount, delete the writable layer)",
     "container_parallelism": "container operations that run at full speed side by side",

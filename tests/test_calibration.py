@@ -28,11 +28,13 @@ from vocab.schema import ScenarioError
 PROJECT = Path(__file__).resolve().parent.parent
 TRUTH = Costs(api_call_s=0.0011, registry_request_s=0.0021, unlimited_link_Bps=9e8,
               extract_random_Bps=2.5e8, extract_compressible_Bps=6e8, extract_fixed_s=0.004,
-              pull_fixed_s=0.0009, create_s=0.0015, start_s=0.006, exit_s=0.002,
-              remove_s=0.0025, rmi_s=0.003, userland_extract_s=0.012)
+              pull_fixed_s=0.0009, create_s=0.0015, start_s=0.006, start_answer_s=0.0024,
+              exit_s=0.002, remove_s=0.0025, rmi_s=0.003, userland_extract_s=0.012)
 
 
-@pytest.mark.parametrize("truth", [TRUTH, dataclasses.replace(TRUTH, exit_s=0.02)],
+# When the exit outlasts the calls after the exec, the start's answer work is
+# hidden under the wait: the trace cannot show it, and calibration reads 0.
+@pytest.mark.parametrize("truth", [TRUTH, TRUTH.with_(exit_s=0.02, start_answer_s=0.0)],
                          ids=["exit hidden by the calls", "exit longer than three calls"])
 def test_derive_recovers_the_costs_the_model_was_given(truth):
     """Simulating the calibration workload with known costs and reading the costs

@@ -260,6 +260,22 @@ def test_a_long_run_hides_the_calls_made_while_it_runs():
     assert close(one(rows, "run", "s0-c0-r1").duration_s, 1.001)
 
 
+def test_start_answer_delays_the_calls_after_the_exec_not_the_exec():
+    # start_answer 0.003: the start call answers 0.003 after the exec, so the
+    # calls after it all move 0.003 later: total = 7a + 0.022 + 0.003 = 0.039 s;
+    # the exec still comes 2.5a + 0.016 = 0.021 s after sending, and the
+    # process runs meanwhile: its run phase is still 0.001.
+    rows = simulate(world(image("a:1", layer("l", 10)), step("run", "a:1", repeat=2)),
+                    costs=CONTAINER_COSTS.with_(start_answer_s=0.003))
+    metrics = request_metrics(rows)[(0, "s0-c0-r1")]
+    assert close(metrics["total_s"], 7 * A_S + 0.022 + 0.003)
+    assert close(metrics["startup_s"], 2.5 * A_S + 0.004 + 0.012)
+    assert close(one(rows, "run", "s0-c0-r1").duration_s, 0.001)
+    exec_s = one(rows, "start", "s0-c0-r1").end_s
+    # start's answer (0.003 + a/2), logs, inspect, wait (a/2 in, a/2 out), delete's a/2 in
+    assert close(one(rows, "remove", "s0-c0-r1").start_s - exec_s, 0.003 + 4 * A_S)
+
+
 def test_cold_run_metrics_by_hand():
     # One layer, 10 MB content at compression 2 (5 MB on the wire), 80 Mbit/s, rtt 20 ms.
     # a = 0.002, registry_request 0.001 -> each registry request 0.021 s.
