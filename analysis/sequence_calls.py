@@ -16,8 +16,10 @@ measured trace.  Drawn by ``analysis.sequence_chart``.
   the process had already exited.
 * Every other moment is a crossing of the daemon's unix socket.  Between two
   known moments the crossings share the time equally: exact for the model,
-  whose crossings all cost half of ``api_call_s``; an estimate for a measured
-  trace, whose client only times the whole request.
+  whose crossings all cost half of ``api_call_s``, as long as its start
+  answers at the exec (``start_answer_s`` 0; else that wait is shared out
+  too); an estimate for a measured trace, whose client only times the whole
+  request.
 * The ``resolve`` phase is split equally into its registry round trips
   (``GET /v2/``, the manifest, the config blob; one more for a token with
   ``auth = "token"``), each request taking the first half of its round trip.
