@@ -192,7 +192,7 @@ def container_costs(run_rows: list[PhaseRow], engine: str) -> dict[str, float]:
         # inspect and wait calls, so              (model/client.py, model/daemon.py)
         #   total = 4a + create + start + remove + max(3a + answer, exit)
         # Read off the whole request alone, `a` took in the start's answer work
-        # and overstated the time to exec by one ms in twelve.
+        # and put a cached run's exec about 1 ms (6-9 %) late.
         create_s, start_s, exit_s, remove_s = (parts[n] for n in ("create", "start", "run", "remove"))
         api_s = _median_before_exec(warm_rows) / 2.5
         after_calls_s = parts["request"] - 4 * api_s - create_s - start_s - remove_s
