@@ -47,6 +47,7 @@ from vocab.trace import PhaseRow
 WARM_RUNS = 6
 RUN_REPLICATIONS = 12
 WARM_REQUEST = "s1-c0-r"
+RUN_PHASES = ("request", "create", "start", "run", "remove")  # what a cached run's trace holds
 # After the warm runs, this many runs sent at the same moment: how container
 # operations share the machine (harness/calibrate_sharing.py).  Each container
 # lives a second, so that the starts share the machine with one another only,
@@ -182,7 +183,7 @@ def container_costs(run_rows: list[PhaseRow], engine: str) -> dict[str, float]:
     warm_rows = [r for r in run_rows
                  if r.request.startswith(WARM_REQUEST) and not r.request.endswith("-r0")]
     parts = {name: median_duration(warm_rows, lambda r, n=name: r.phase == n)
-             for name in ("request", "create", "start", "run", "remove")}
+             for name in RUN_PHASES}
     answer_s = 0.0
     if engine == "launcher":
         # The daemon times its own work.  Up to the exec the client makes two and
@@ -194,33 +195,35 @@ def container_costs(run_rows: list[PhaseRow], engine: str) -> dict[str, float]:
         # Read off the whole request alone, `a` took in the start's answer work
         # and put a cached run's exec about 1 ms (6-9 %) late.
         create_s, start_s, exit_s, remove_s = (parts[n] for n in ("create", "start", "run", "remove"))
-        api_s = _median_before_exec(warm_rows) / 2.5
+        api_s = _median_per_run(warm_rows, lambda p: p["start"].end_s - p["request"].start_s
+                                - p["create"].duration_s - p["start"].duration_s) / 2.5
         after_calls_s = parts["request"] - 4 * api_s - create_s - start_s - remove_s
         if after_calls_s > exit_s:  # the wait found the process gone
             answer_s = max(0.0, after_calls_s - 3 * api_s)
     else:
         # Timed around the client's calls: create, start and remove each hold one
         # round trip, `run` (start answered -> wait answered) is max(3a, exit),
-        # and one inspect is not timed at all.
-        api_s = parts["request"] - sum(parts[n] for n in ("create", "start", "run", "remove"))
+        # and one inspect is not timed at all.  Taken run by run: as a difference
+        # of medians (a request's and its phases'), one daemon's five runs gave
+        # anywhere from -0.9 to 5.1 ms; run by run, 1.1 to 1.8 ms.
+        api_s = _median_per_run(warm_rows, lambda p: p["request"].duration_s - sum(
+            p[n].duration_s for n in ("create", "start", "run", "remove")))
         create_s, start_s, remove_s = (max(0.0, parts[n] - api_s) for n in ("create", "start", "remove"))
         exit_s = parts["run"]
     return {"api_call_s": max(0.0, api_s), "create_s": create_s, "start_s": start_s,
             "start_answer_s": answer_s, "exit_s": exit_s, "remove_s": remove_s}
 
 
-def _median_before_exec(rows: list[PhaseRow]) -> float:
-    """The median time a run's client spends on its calls before the process
-    exec's: from the request's start to the start phase's end, less the create
-    and start phases."""
-    spans: dict[tuple, dict[str, PhaseRow]] = {}
+def _median_per_run(rows: list[PhaseRow], value: Callable[[dict[str, PhaseRow]], float]) -> float:
+    """The median over the runs in `rows` of `value(phases)`, phases being one
+    run's rows by phase name; runs missing one of RUN_PHASES are left out."""
+    runs: dict[tuple, dict[str, PhaseRow]] = {}
     for row in rows:
-        spans.setdefault((row.replication, row.node, row.request), {})[row.phase] = row
-    before = [p["start"].end_s - p["request"].start_s - p["create"].duration_s - p["start"].duration_s
-              for p in spans.values() if all(n in p for n in ("request", "create", "start"))]
-    if not before:
+        runs.setdefault((row.replication, row.node, row.request), {})[row.phase] = row
+    values = [value(phases) for phases in runs.values() if all(n in phases for n in RUN_PHASES)]
+    if not values:
         raise ValueError("calibration: a phase it needs was not measured")
-    return statistics.median(before)
+    return statistics.median(values)
 
 
 def derive_costs(rows: list[PhaseRow], run_rows: list[PhaseRow], engine: str,

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import model
-from harness.calibrate import (calibration_scenarios, derive_costs, extraction_line,
-                               runs_scenario)
+from harness.calibrate import (calibration_scenarios, container_costs, derive_costs,
+                               extraction_line, runs_scenario)
 from harness.calibrate_ingest import (HIGHEST_S, calibrate_manifest_wait, fit_manifest_wait,
                                       pairs_scenario)
 from harness.calibrate_sharing import HIGHEST, LOWEST, fit_parallelism
@@ -44,6 +44,17 @@ def test_derive_recovers_the_costs_the_model_was_given(truth):
                        "launcher", pulls.layer_bytes())
     for field in dataclasses.fields(Costs):
         assert getattr(got, field.name) == pytest.approx(getattr(truth, field.name), rel=1e-6), field.name
+
+
+def test_container_costs_of_an_engine_timed_around_its_calls():
+    """dockerd's create, start and remove are timed around the client's calls, and
+    its `run` from the start's answer to the wait's (its exit outlasts the three
+    calls between them): the model's trace of cached runs with those timings gives
+    back the call and the container costs it was given."""
+    truth = TRUTH.with_(phases_include_call=1.0, exit_s=0.02, start_answer_s=0.0)
+    got = container_costs(model.simulate(runs_scenario(replications=2), costs=truth), "docker")
+    for name, value in got.items():
+        assert value == pytest.approx(getattr(truth, name), rel=1e-6), name
 
 
 @pytest.mark.parametrize("parallelism", [0.8, 1.0, 1.7, 3.0])
