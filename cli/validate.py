@@ -49,9 +49,12 @@ def validate_scenario(scenario, engine: str, network: str, costs, console,
                             between=sampler)
     if sampler is not None:
         costs = sampler.costs(costs)
+        answer = (f" (answered {costs.start_answer_s * 1e3:.2f} ms after the exec)"
+                  if costs.start_answer_s else "")
         console.print(f"{scenario.name}: container costs sampled between its replications: "
-                      f"create {costs.create_s * 1e3:.2f} ms, start {costs.start_s * 1e3:.2f} ms, "
-                      f"API call {costs.api_call_s * 1e3:.2f} ms")
+                      f"create {costs.create_s * 1e3:.2f} ms, start {costs.start_s * 1e3:.2f} ms"
+                      f"{answer}, API call {costs.api_call_s * 1e3:.2f} ms, parallelism "
+                      f"{costs.container_parallelism:.2f}")
     modelled = kernel_link_model(scenario, costs) if network == "kernel" else (scenario, costs)
     sim_rows = model.simulate(modelled[0], costs=modelled[1])
     sim, real = pooled_summaries(
